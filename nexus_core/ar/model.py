@@ -1,0 +1,182 @@
+"""The Nexus-Gen AR model: transformers' own Qwen2.5-VL plus the two Nexus-Gen tensors.
+
+No fork of the modeling file and no remote code: the upstream class loads every standard key (its legacy
+4.49 -> 5.x key mapping is built in) and `vision_head` / `image_prefill_embeds` are read straight from the
+shard that holds them. V1 folders (no prefill table) feed the <|image_pad|> embedding at every image slot.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from ..devices import pick_device, pick_dtype
+from ..errors import NexusError
+from .checkpoint import PREFILL_TABLE, VISION_HEAD, ArCheckpoint, inspect_ar_folder
+from .prompts import ChatFormatter
+from .sampling import SamplingConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SpecialTokens:
+    image_pad: int
+    vision_start: int
+    vision_end: int
+    eos: tuple[int, ...]
+    pad: int
+
+
+class NexusAR:
+    """Container of the loaded AR model; `nexus_core.ar` functions take it as their first argument."""
+
+    def __init__(self, model, tokenizer, formatter: ChatFormatter, checkpoint: ArCheckpoint,
+                 vision_head: torch.Tensor, prefill_table: torch.Tensor | None):
+        self.model = model  # Qwen2_5_VLForConditionalGeneration
+        self.tokenizer = tokenizer
+        self.formatter = formatter
+        self.checkpoint = checkpoint
+        self.vision_head = vision_head  # (D, D) weight, applied as h @ W.T
+        self.prefill_table = prefill_table  # (N, D) or None for V1
+        cfg = model.config
+        self.text_config = cfg.text_config
+        self.vision_config = cfg.vision_config
+        self.hidden_size = self.text_config.hidden_size
+        gen = checkpoint.generation_config
+        eos = gen.get("eos_token_id", cfg.text_config.eos_token_id)
+        eos = tuple(eos) if isinstance(eos, (list, tuple)) else (eos,)
+        self.tokens = SpecialTokens(
+            image_pad=cfg.image_token_id,
+            vision_start=cfg.vision_start_token_id,
+            vision_end=cfg.vision_end_token_id,
+            eos=tuple(int(e) for e in eos if e is not None),
+            pad=int(gen.get("pad_token_id", tokenizer.pad_token_id or eos[0])),
+        )
+        self.sampling = SamplingConfig.from_generation_config(gen)
+
+    # --- properties the rest of the core reads ---------------------------------------------------
+    @property
+    def version(self) -> int:
+        return 1 if self.prefill_table is None else 2
+
+    @property
+    def n_image_tokens(self) -> int:
+        return 81 if self.prefill_table is None else self.prefill_table.shape[0]
+
+    @property
+    def merge(self) -> int:
+        return self.vision_config.spatial_merge_size
+
+    @property
+    def image_grid(self) -> list[int]:
+        """Unmerged (t, h, w) grid of a generated image: [1, 18, 18] for 81 tokens."""
+        side = round(self.n_image_tokens ** 0.5)
+        return [1, side * self.merge, side * self.merge]
+
+    @property
+    def device(self) -> torch.device:
+        return self.vision_head.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.vision_head.dtype
+
+    @property
+    def language_model(self):
+        return self.model.model.language_model
+
+    def to(self, device) -> "NexusAR":
+        self.model.to(device)
+        self.vision_head = self.vision_head.to(device)
+        if self.prefill_table is not None:
+            self.prefill_table = self.prefill_table.to(device)
+        return self
+
+    # --- building blocks ---------------------------------------------------------------------------
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.language_model.embed_tokens(ids.to(self.device))
+
+    def span_inputs(self) -> torch.Tensor:
+        """(N, D) inputs of the N image slots: the learned table (V2) or the image-pad embedding (V1)."""
+        if self.prefill_table is not None:
+            return self.prefill_table
+        pad = torch.full((self.n_image_tokens,), self.tokens.image_pad, device=self.device)
+        return self.embed(pad)
+
+    def image_features(self, pixel_values: torch.Tensor, grids: list[list[int]]) -> torch.Tensor:
+        """Merged ViT embeddings (sum of tokens, D) for one or more images."""
+        out = self.model.model.get_image_features(
+            pixel_values.to(self.device), torch.tensor(grids, device=self.device), return_dict=True)
+        return torch.cat(out.pooler_output, dim=0).to(self.dtype)
+
+    def image_embeddings(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden @ self.vision_head.T
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.model.lm_head(hidden).float()
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _read_tensor(path: Path, name: str) -> torch.Tensor:
+    with safe_open(str(path), framework="pt") as f:
+        return f.get_tensor(name)
+
+
+def load_ar(folder, device=None, dtype=None, attn_implementation: str = "sdpa") -> NexusAR:
+    """Load a Nexus-Gen V2 (or V1) AR folder. float32 on CPU and bfloat16 on GPU unless `dtype` says otherwise."""
+    from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+
+    ckpt = inspect_ar_folder(folder)
+    dev = pick_device(device)
+    dt = pick_dtype(dtype, dev)
+    try:
+        with _quiet_transformers():
+            model, info = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+                str(ckpt.folder), dtype=dt, output_loading_info=True, attn_implementation=attn_implementation,
+                local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(str(ckpt.folder), local_files_only=True)
+    except NexusError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise NexusError(f"Could not load the Qwen2.5-VL model in {ckpt.folder}: {e}") from e
+    missing = set(info.get("missing_keys") or ())
+    unexpected = set(info.get("unexpected_keys") or ()) - {VISION_HEAD, PREFILL_TABLE}
+    mismatched = info.get("mismatched_keys") or ()
+    if missing or unexpected or mismatched:
+        raise NexusError(
+            f"The weights in {ckpt.folder} do not match the Qwen2.5-VL config: missing {sorted(missing)[:8]}, "
+            f"unexpected {sorted(unexpected)[:8]}, mismatched {list(mismatched)[:4]}")
+    d = model.config.text_config.hidden_size
+    head = _read_tensor(ckpt.nexus_tensors[VISION_HEAD], VISION_HEAD)
+    if tuple(head.shape) != (d, d):
+        raise NexusError(f"{VISION_HEAD} has shape {tuple(head.shape)}, expected ({d}, {d}) from config.json")
+    table = None
+    if PREFILL_TABLE in ckpt.nexus_tensors:
+        table = _read_tensor(ckpt.nexus_tensors[PREFILL_TABLE], PREFILL_TABLE)
+        n = table.shape[0]
+        if table.ndim != 2 or table.shape[1] != d or round(n ** 0.5) ** 2 != n:
+            raise NexusError(f"{PREFILL_TABLE} has shape {tuple(table.shape)}, expected (N*N, {d})")
+    else:
+        log.info("%s has no %s: Nexus-Gen V1 behaviour (image-pad embedding at every slot)", folder, PREFILL_TABLE)
+    model.eval().requires_grad_(False)
+    formatter = ChatFormatter.from_folder(ckpt.folder, tokenizer)
+    ar = NexusAR(model, tokenizer, formatter, ckpt, head.to(dt), None if table is None else table.to(dt))
+    return ar.to(dev)
