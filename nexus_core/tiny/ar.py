@@ -65,13 +65,14 @@ def _legacy_name(key: str) -> str:
     return key
 
 
-def write_tiny_ar(folder, seed: int = 0, base_vocab: int = 512, n_image_tokens: int = 81, shards: int = 2) -> Path:
+def write_tiny_ar(folder, seed: int = 0, base_vocab: int = 512, n_image_tokens: int = 81, shards: int = 2,
+                  text: dict = TINY_TEXT, vision: dict = TINY_VISION) -> Path:
     from safetensors.torch import save_file
     from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = _config(base_vocab)
+    cfg = _config(base_vocab, text, vision)
     tok = PreTrainedTokenizerFast(tokenizer_object=qwen_style_tokenizer(base_vocab), eos_token="<|im_end|>",
                                   pad_token="<|endoftext|>", unk_token=None)
     tok.save_pretrained(str(folder))
