@@ -1,0 +1,145 @@
+"""Read Nexus-Gen decoder files safely: the original .bin pickles and our converted .safetensors.
+
+.bin files load with torch.load(weights_only=True, mmap=True): a pickle holding anything but tensors is refused.
+The kind comes from the keys (adapter.* = generation decoder, embedding_merger.* = editing decoder) and the key
+sets are validated strictly, with every depth read from the keys themselves.
+"""
+from __future__ import annotations
+
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import NexusError
+from .keymap import expected_dit_keys
+
+GENERATION, EDITING = "generation", "editing"
+PROJECTOR_PREFIX = {GENERATION: "adapter.", EDITING: "embedding_merger."}
+DIT_PREFIX = "pipe.dit."
+FORMAT = "nexus-gen-decoder"
+ADAPTER_KEYS = {f"{i}.{s}" for i in (0, 1, 3, 4) for s in ("weight", "bias")}
+MERGER_LAYER_PARTS = [
+    "self_attn.q_proj.weight", "self_attn.q_proj.bias", "self_attn.k_proj.weight", "self_attn.k_proj.bias",
+    "self_attn.v_proj.weight", "self_attn.v_proj.bias", "self_attn.o_proj.weight", "mlp.gate_proj.weight",
+    "mlp.up_proj.weight", "mlp.down_proj.weight", "input_layernorm.weight", "post_attention_layernorm.weight"]
+MERGER_PROJECTOR = ["projector.0.weight", "projector.1.weight", "projector.1.bias", "projector.2.weight",
+                    "projector.4.weight", "projector.4.bias", "projector.5.weight"]
+
+
+@dataclass
+class DecoderFile:
+    path: Path
+    kind: str  # generation | editing
+    layout: str  # diffsynth (original .bin) | diffusers | comfyui
+    dit: dict[str, torch.Tensor]  # names of `layout`, no prefix
+    projector: dict[str, torch.Tensor]  # names without the adapter./embedding_merger. prefix
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def n_double(self) -> int:
+        return _count(self.dit, r"^(?:blocks|transformer_blocks|double_blocks)\.(\d+)\.")
+
+    @property
+    def n_single(self) -> int:
+        return _count(self.dit, r"^(?:single_blocks|single_transformer_blocks)\.(\d+)\.")
+
+
+def _count(state, pattern) -> int:
+    idx = [int(m.group(1)) for k in state if (m := re.match(pattern, k))]
+    return max(idx) + 1 if idx else 0
+
+
+def _load_bin(path: Path) -> dict:
+    if not zipfile.is_zipfile(path):
+        raise NexusError(f"{path} is not a torch checkpoint (zip) file, or it is truncated")
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as e:
+        raise NexusError(
+            f"{path} holds objects other than tensors and was refused (weights_only loading): {str(e)[:300]}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise NexusError(f"{path} could not be read; it may be truncated or corrupt ({str(e)[:200]})") from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise NexusError(f"{path} is not a flat dictionary of tensors")
+    return obj
+
+
+def _load_safetensors(path: Path) -> tuple[dict, dict]:
+    from safetensors import safe_open
+
+    from ..safetensors_check import read_header
+
+    read_header(path)  # refuses truncated files
+    with safe_open(str(path), framework="pt") as f:  # memory-mapped, zero-copy on CPU
+        return {k: f.get_tensor(k) for k in f.keys()}, (f.metadata() or {})
+
+
+def detect_kind(keys) -> str | None:
+    keys = list(keys)
+    has_adapter = any(k.startswith("adapter.") for k in keys)
+    has_merger = any(k.startswith("embedding_merger.") for k in keys)
+    if has_adapter and has_merger:
+        return None
+    return GENERATION if has_adapter else EDITING if has_merger else None
+
+
+def read_decoder(path) -> DecoderFile:
+    path = Path(path)
+    if not path.is_file():
+        raise NexusError(f"Decoder file not found: {path} (expected generation_decoder.bin, edit_decoder.bin "
+                         "or a file made by `nexus-gen convert`)")
+    if path.suffix == ".safetensors":
+        state, meta = _load_safetensors(path)
+    else:
+        state, meta = _load_bin(path), {}
+    kind = detect_kind(state)
+    if kind is None:
+        raise NexusError(
+            f"{path} is not a Nexus-Gen decoder: expected 'adapter.*' (generation) or 'embedding_merger.*' "
+            f"(editing) keys next to the DiT; found e.g. {sorted(state)[:3]}")
+    prefix = PROJECTOR_PREFIX[kind]
+    projector = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    rest = {k: v for k, v in state.items() if not k.startswith(prefix)}
+    if meta.get("format") == FORMAT:
+        layout = meta.get("layout", "comfyui")
+        dit = rest
+    else:
+        layout = "diffsynth"
+        bad = [k for k in rest if not k.startswith(DIT_PREFIX)]
+        if bad:
+            raise NexusError(f"{path}: unexpected keys outside '{DIT_PREFIX}' and '{prefix}': {bad[:8]}")
+        dit = {k[len(DIT_PREFIX):]: v for k, v in rest.items()}
+    dec = DecoderFile(path, kind, layout, dit, projector, meta)
+    validate(dec)
+    return dec
+
+
+def _diff(name: str, have: set, want: set) -> str | None:
+    missing, unexpected = sorted(want - have), sorted(have - want)
+    if not missing and not unexpected:
+        return None
+    return (f"{name}: {len(missing)} missing {missing[:6]}{'...' if len(missing) > 6 else ''}, "
+            f"{len(unexpected)} unexpected {unexpected[:6]}{'...' if len(unexpected) > 6 else ''}")
+
+
+def validate(dec: DecoderFile) -> None:
+    problems = []
+    if dec.kind == GENERATION:
+        problems.append(_diff("adapter", set(dec.projector), {k for k in ADAPTER_KEYS}))
+    else:
+        n = _count(dec.projector, r"^layers\.(\d+)\.")
+        want = {f"layers.{i}.{p}" for i in range(n) for p in MERGER_LAYER_PARTS} | set(MERGER_PROJECTOR)
+        problems.append(_diff("embedding_merger", set(dec.projector), want))
+    if dec.layout == "diffsynth":
+        want = expected_dit_keys(dec.n_double, dec.n_single, any(k.startswith("guidance_") for k in dec.dit))
+        problems.append(_diff("DiT", set(dec.dit), want))
+    problems = [p for p in problems if p]
+    if problems:
+        raise NexusError(f"{dec.path} has an unexpected key set ({dec.kind} decoder): " + "; ".join(problems))

@@ -1,0 +1,127 @@
+"""FLUX DiT key maps: DiffSynth-old names (inside the Nexus decoder files) -> diffusers or BFL/ComfyUI names.
+
+Works one tensor at a time so conversion can stream. Fused q/k/v are split by rows for diffusers (plain
+concatenation, no head interleaving). The final adaLN is stored (scale, shift): diffusers keeps that order,
+BFL wants (shift, scale), so its two halves are swapped.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+import torch
+
+Slicer = Callable[[torch.Tensor], torch.Tensor]
+LAYOUTS = ("diffusers", "comfyui")
+
+# DiffSynth prefix -> (diffusers prefix, BFL prefix); the .weight/.bias suffix is kept.
+_GLOBAL = {
+    "x_embedder": ("x_embedder", "img_in"),
+    "context_embedder": ("context_embedder", "txt_in"),
+    "time_embedder.timestep_embedder.0": ("time_text_embed.timestep_embedder.linear_1", "time_in.in_layer"),
+    "time_embedder.timestep_embedder.2": ("time_text_embed.timestep_embedder.linear_2", "time_in.out_layer"),
+    "guidance_embedder.timestep_embedder.0": ("time_text_embed.guidance_embedder.linear_1", "guidance_in.in_layer"),
+    "guidance_embedder.timestep_embedder.2": ("time_text_embed.guidance_embedder.linear_2", "guidance_in.out_layer"),
+    "pooled_text_embedder.0": ("time_text_embed.text_embedder.linear_1", "vector_in.in_layer"),
+    "pooled_text_embedder.2": ("time_text_embed.text_embedder.linear_2", "vector_in.out_layer"),
+    "final_norm_out.linear": ("norm_out.linear", "final_layer.adaLN_modulation.1"),
+    "final_proj_out": ("proj_out", "final_layer.linear"),
+}
+_DOUBLE = {
+    "norm1_a.linear": ("norm1.linear", "img_mod.lin"),
+    "norm1_b.linear": ("norm1_context.linear", "txt_mod.lin"),
+    "attn.a_to_qkv": (("attn.to_q", "attn.to_k", "attn.to_v"), "img_attn.qkv"),
+    "attn.b_to_qkv": (("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"), "txt_attn.qkv"),
+    "attn.a_to_out": ("attn.to_out.0", "img_attn.proj"),
+    "attn.b_to_out": ("attn.to_add_out", "txt_attn.proj"),
+    "attn.norm_q_a": ("attn.norm_q", "img_attn.norm.query_norm"),
+    "attn.norm_k_a": ("attn.norm_k", "img_attn.norm.key_norm"),
+    "attn.norm_q_b": ("attn.norm_added_q", "txt_attn.norm.query_norm"),
+    "attn.norm_k_b": ("attn.norm_added_k", "txt_attn.norm.key_norm"),
+    "ff_a.0": ("ff.net.0.proj", "img_mlp.0"),
+    "ff_a.2": ("ff.net.2", "img_mlp.2"),
+    "ff_b.0": ("ff_context.net.0.proj", "txt_mlp.0"),
+    "ff_b.2": ("ff_context.net.2", "txt_mlp.2"),
+}
+_SINGLE = {
+    "norm.linear": ("norm.linear", "modulation.lin"),
+    "to_qkv_mlp": (("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"), "linear1"),
+    "norm_q_a": ("attn.norm_q", "norm.query_norm"),
+    "norm_k_a": ("attn.norm_k", "norm.key_norm"),
+    "proj_out": ("proj_out", "linear2"),
+}
+_BLOCK = re.compile(r"^(blocks|single_blocks)\.(\d+)\.(.+)\.(weight|bias)$")
+_PLAIN = re.compile(r"^(.+)\.(weight|bias)$")
+
+
+def _rows(start: int, stop: int | None) -> Slicer:
+    return lambda t: t[start:stop]
+
+
+def _swap_halves(t: torch.Tensor) -> torch.Tensor:
+    a, b = t.chunk(2, dim=0)
+    return torch.cat([b, a], dim=0)
+
+
+def _norm_suffix(suffix: str, bfl: bool, is_norm: bool) -> str:
+    return "scale" if (bfl and is_norm) else suffix
+
+
+def map_key(name: str, hidden: int, layout: str) -> list[tuple[str, Slicer | None]]:
+    """Targets of one DiffSynth DiT tensor: [(new name, slicer or None for as-is)]. `hidden` = DiT width."""
+    bfl = layout == "comfyui"
+    m = _BLOCK.match(name)
+    if m:
+        kind, idx, part, suffix = m.groups()
+        table = _DOUBLE if kind == "blocks" else _SINGLE
+        if part not in table:
+            raise KeyError(name)
+        diff, bfl_name = table[part]
+        is_norm = part.startswith(("attn.norm_", "norm_"))
+        if bfl:
+            prefix = f"{'double_blocks' if kind == 'blocks' else 'single_blocks'}.{idx}."
+            return [(prefix + bfl_name + "." + _norm_suffix(suffix, True, is_norm), None)]
+        prefix = f"{'transformer_blocks' if kind == 'blocks' else 'single_transformer_blocks'}.{idx}."
+        if isinstance(diff, tuple):  # fused rows: q, k, v (each `hidden` rows), then the MLP rest
+            out = []
+            for i, target in enumerate(diff):
+                stop = (i + 1) * hidden if i < 3 else None
+                out.append((prefix + target + "." + suffix, _rows(i * hidden, stop)))
+            return out
+        return [(prefix + diff + "." + suffix, None)]
+    m = _PLAIN.match(name)
+    if not m or m.group(1) not in _GLOBAL:
+        raise KeyError(name)
+    part, suffix = m.groups()
+    diff, bfl_name = _GLOBAL[part]
+    if bfl:
+        return [(bfl_name + "." + suffix, _swap_halves if part == "final_norm_out.linear" else None)]
+    return [(diff + "." + suffix, None)]
+
+
+def expected_dit_keys(n_double: int, n_single: int, guidance: bool = True) -> set[str]:
+    keys = set()
+    for part in _GLOBAL:
+        if part.startswith("guidance") and not guidance:
+            continue
+        keys |= {f"{part}.weight", f"{part}.bias"}
+    for i in range(n_double):
+        for part in _DOUBLE:
+            keys.add(f"blocks.{i}.{part}.weight")
+            if "norm_" not in part:
+                keys.add(f"blocks.{i}.{part}.bias")
+    for i in range(n_single):
+        for part in _SINGLE:
+            keys.add(f"single_blocks.{i}.{part}.weight")
+            if "norm_" not in part:
+                keys.add(f"single_blocks.{i}.{part}.bias")
+    return keys
+
+
+def convert_state_dict(state: dict[str, torch.Tensor], layout: str) -> dict[str, torch.Tensor]:
+    hidden = state["x_embedder.weight"].shape[0]
+    out = {}
+    for name, t in state.items():
+        for new, sl in map_key(name, hidden, layout):
+            out[new] = t if sl is None else sl(t)
+    return out

@@ -1,0 +1,1 @@
+"""FLUX.1-dev parts Nexus-Gen's decoders use: text encoders (pooled CLIP-L, T5 negative) and the autoencoder."""
