@@ -99,6 +99,129 @@ def cmd_embeds(a):
           file=sys.stderr)
 
 
+def _decode_args(p, kind):
+    from .pipeline import DEFAULTS
+    d = DEFAULTS[kind]
+    p.add_argument("--flux", required=True, help="FLUX.1-dev subset: text_encoder(_2)/, tokenizer(_2)/, ae.safetensors or vae/")
+    p.add_argument("--decoder", default=None, help="decoder file (default: the one in --model)")
+    p.add_argument("--width", type=int, default=d["width"], help="rounded up to a multiple of 16")
+    p.add_argument("--height", type=int, default=d["height"], help="rounded up to a multiple of 16")
+    p.add_argument("--steps", type=int, default=d["steps"])
+    p.add_argument("--cfg", type=float, default=d["cfg"], help="CFG scale; != 1 runs the T5 negative branch")
+    p.add_argument("--negative", default="", help="negative prompt (used when cfg != 1)")
+    p.add_argument("--guidance", type=float, default=d["guidance"], help="FLUX embedded guidance")
+    p.add_argument("--seed", type=int, default=d["seed"], help="noise seed (noise is drawn on the CPU in float32)")
+    p.add_argument("--fp8", action="store_true", help="store the DiT in float8_e4m3fn, compute in --dtype")
+    p.add_argument("--no-offload", action="store_true", help="keep every stage on the device")
+    p.add_argument("--out", required=True, help="output PNG")
+    p.add_argument("--save-latents", default=None, help="also write the final latents (safetensors)")
+
+
+def _run_decode(a, kind, embeds, reference=None, texts=(), ar=None, timings=None):
+    import torch
+
+    from .decoder import load_decoder
+    from .devices import pick_device, pick_dtype
+    from .embeddings_file import save_embeddings
+    from .pipeline import DecodeSettings, Timings, decode_embeddings, default_decoder_path, load_flux, save_png
+
+    timings = timings or Timings()
+    device = pick_device(a.device)
+    dtype = pick_dtype(a.dtype, device)
+    from pathlib import Path
+    if not Path(a.out).parent.is_dir():  # fail before the heavy work
+        from .errors import NexusError
+        raise NexusError(f"Output folder does not exist: {Path(a.out).parent}")
+    if ar is not None and device.type != "cpu" and not a.no_offload:
+        ar.to("cpu")
+        torch.cuda.empty_cache()
+    path = a.decoder or default_decoder_path(a.model, kind)
+    with timings.stage("load decoder"):
+        dec = load_decoder(path, ar.checkpoint.config if ar is not None else _ar_config(a.model), dtype, "cpu",
+                           torch.float8_e4m3fn if a.fp8 else None, expect=kind)
+    with timings.stage("load FLUX parts"):
+        text, vae = load_flux(a.flux, dtype, device)
+    settings = DecodeSettings(a.width, a.height, a.steps, a.cfg, a.negative, a.guidance, a.seed)
+
+    def step(i, n, x):
+        print(f"\rstep {i + 1}/{n}", end="" if i + 1 < n else "\n", file=sys.stderr, flush=True)
+
+    images, latents = decode_embeddings(dec, text, vae, embeds, settings, reference, device, not a.no_offload,
+                                        on_step=step, timings=timings)
+    meta = {"nexus-gen": kind, "seed": a.seed, "steps": a.steps, "cfg": a.cfg, "guidance": a.guidance}
+    if texts:
+        meta["reply"] = texts[0]
+    for p in save_png(images, a.out, meta):
+        print(f"wrote {p} ({images.shape[2]}x{images.shape[1]})")
+    if a.save_latents:
+        save_embeddings(a.save_latents, {"latents": latents}, kind="latents", seed=str(a.seed))
+        print(f"wrote {a.save_latents}")
+    for k, v in timings.stages.items():
+        print(f"  {k:<20} {v:7.2f} s", file=sys.stderr)
+
+
+def _ar_config(model_dir):
+    import json
+    from pathlib import Path
+    p = Path(model_dir) / "config.json"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def cmd_generate(a):
+    from .ar import generation_request, predict
+    from .pipeline import Timings
+
+    t = Timings()
+    with t.stage("load AR"):
+        ar = _load(a)
+    with t.stage("AR embeddings"):
+        kw = {} if a.mode == "fast" else dict(max_new_tokens=a.max_new_tokens)
+        res = predict(ar, [generation_request(p, a.language) for p in a.prompt], a.mode, **kw)
+    print(f"AR reply: {res.texts[0]}", file=sys.stderr)
+    _run_decode(a, "generation", res.embeddings, None, res.texts, ar, t)
+
+
+def cmd_edit(a):
+    from .ar import editing_request, predict, reference_embeddings
+    from .pipeline import Timings
+
+    t = Timings()
+    with t.stage("load AR"):
+        ar = _load(a)
+    with t.stage("AR embeddings"):
+        kw = {} if a.mode == "fast" else dict(max_new_tokens=a.max_new_tokens)
+        res = predict(ar, [editing_request(ar, a.image, a.instruction, a.language)], a.mode, **kw)
+        ref = reference_embeddings(ar, a.image).unsqueeze(0) if a.decoder_kind == "editing" else None
+    print(f"AR reply: {res.texts[0]}", file=sys.stderr)
+    _run_decode(a, a.decoder_kind, res.embeddings, ref, res.texts, ar, t)
+
+
+def cmd_variation(a):
+    from .ar import encode_image
+    from .pipeline import Timings
+
+    t = Timings()
+    with t.stage("load AR"):
+        ar = _load(a)
+    with t.stage("ViT embeddings"):
+        emb = encode_image(ar, a.image, 81, a.resize).unsqueeze(0)
+    _run_decode(a, "generation", emb, None, (), ar, t)
+
+
+def cmd_convert(a):
+    from .decoder.convert import convert_decoder
+
+    t = time.perf_counter()
+
+    def progress(i, n):
+        if i == n or i % 50 == 0:
+            print(f"\r{i}/{n} tensors", end="" if i < n else "\n", file=sys.stderr, flush=True)
+
+    out = convert_decoder(a.decoder, a.out, a.layout, a.dtype, on_tensor=progress)
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, {a.layout} layout, {a.dtype}) "
+          f"in {time.perf_counter() - t:.1f}s")
+
+
 def cmd_make_tiny(a):
     from .tiny import make_tiny
 
@@ -146,6 +269,42 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     _sampling_args(s)
     s.set_defaults(func=cmd_embeds)
+
+    s = sub.add_parser("generate", help="text -> image")
+    _common(s)
+    s.add_argument("--prompt", action="append", required=True, help="repeat for a batch")
+    s.add_argument("--language", choices=["en", "zh", "auto"], default="en")
+    s.add_argument("--mode", choices=["reference", "fast"], default="reference")
+    s.add_argument("--max-new-tokens", type=int, default=1024)
+    _decode_args(s, "generation")
+    s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("edit", help="image + instruction -> image")
+    _common(s)
+    s.add_argument("--image", required=True)
+    s.add_argument("--instruction", required=True)
+    s.add_argument("--language", choices=["en", "zh", "auto"], default="auto")
+    s.add_argument("--decoder-kind", choices=["editing", "generation"], default="editing",
+                   help="generation = the generation decoder on the AR output only (large conceptual edits)")
+    s.add_argument("--mode", choices=["reference", "fast"], default="reference")
+    s.add_argument("--max-new-tokens", type=int, default=1024)
+    _decode_args(s, "editing")
+    s.set_defaults(func=cmd_edit)
+
+    s = sub.add_parser("variation", help="image -> ViT embeddings -> generation decoder")
+    _common(s)
+    s.add_argument("--image", required=True)
+    s.add_argument("--resize", choices=["crop", "squash"], default="crop",
+                   help="crop = the decoder's training policy (default), squash = the reference's ViT resize")
+    _decode_args(s, "generation")
+    s.set_defaults(func=cmd_variation)
+
+    s = sub.add_parser("convert", help="decoder .bin -> .safetensors (ComfyUI or diffusers layout), streamed")
+    s.add_argument("decoder")
+    s.add_argument("--out", required=True)
+    s.add_argument("--layout", choices=["comfyui", "diffusers"], default="comfyui")
+    s.add_argument("--dtype", choices=["bf16", "fp16", "fp32", "fp8_e4m3fn", "fp8_e5m2"], default="bf16")
+    s.set_defaults(func=cmd_convert)
 
     s = sub.add_parser("make-tiny", help="write a tiny random Nexus-Gen model set (for tests and the demo)")
     s.add_argument("dir")

@@ -1,4 +1,5 @@
-"""`nexus-gen demo`: every stage on a tiny random model set, created on first use. Works on any machine."""
+"""`nexus-gen demo`: every stage on a tiny random model set, created on first use. Works on any machine:
+understanding, generation, editing with both decoders and a variation, with the time of each stage."""
 from __future__ import annotations
 
 import time
@@ -17,7 +18,10 @@ def _demo_image(path: Path) -> Path:
 
 
 def run_demo(out: Path, device="auto", dtype="auto") -> dict:
-    from .ar import editing_request, encode_image, generation_request, load_ar, predict, understand
+    from .ar import (editing_request, encode_image, generation_request, load_ar, predict, reference_embeddings,
+                     understand)
+    from .decoder import load_decoder
+    from .pipeline import DecodeSettings, decode_embeddings, load_flux, save_png
     from .embeddings_file import save_embeddings
     from .tiny import make_tiny
 
@@ -31,7 +35,7 @@ def run_demo(out: Path, device="auto", dtype="auto") -> dict:
         times[name] = time.perf_counter() - t
         return result
 
-    if not (models / "Nexus-GenV2" / "config.json").is_file():
+    if not (models / "FLUX.1-dev" / "ae.safetensors").is_file():
         stage("make-tiny", lambda: make_tiny(models))
     image = _demo_image(out / "input.png")
     ar = stage("load AR", lambda: load_ar(models / "Nexus-GenV2", device, dtype))
@@ -48,6 +52,25 @@ def run_demo(out: Path, device="auto", dtype="auto") -> dict:
     save_embeddings(out / "editing_embeds.safetensors", {"image_embeddings": edit.embeddings}, text=edit.texts)
     vit = stage("encode (ViT 81)", lambda: encode_image(ar, image, 81))
     save_embeddings(out / "vit_embeds.safetensors", {"vit_embeddings": vit.unsqueeze(0)})
+    ref = stage("encode (ViT 324 reference)", lambda: reference_embeddings(ar, image).unsqueeze(0))
+    variation_in = encode_image(ar, image, 81, "crop").unsqueeze(0)
+
+    text, vae = stage("load FLUX parts", lambda: load_flux(models / "FLUX.1-dev", ar.dtype, ar.device))
+    gen_dec = stage("load generation decoder", lambda: load_decoder(
+        models / "Nexus-GenV2" / "generation_decoder.bin", ar.checkpoint.config, ar.dtype, ar.device))
+    edit_dec = stage("load editing decoder", lambda: load_decoder(
+        models / "Nexus-GenV2" / "edit_decoder.bin", ar.checkpoint.config, ar.dtype, ar.device))
+    small = dict(width=128, height=128, steps=8, guidance=3.5)
+    jobs = [
+        ("generation.png", gen_dec, gen.embeddings, None, DecodeSettings(cfg=3.0, seed=52, **small)),
+        ("edit_editing_decoder.png", edit_dec, edit.embeddings, ref, DecodeSettings(cfg=1.0, seed=42, **small)),
+        ("edit_generation_decoder.png", gen_dec, edit.embeddings, None, DecodeSettings(cfg=1.0, seed=42, **small)),
+        ("variation.png", gen_dec, variation_in, None, DecodeSettings(cfg=1.0, seed=7, **small)),
+    ]
+    images = []
+    for name, dec, emb, r, settings in jobs:
+        imgs, _ = stage(f"decode {name}", lambda: decode_embeddings(dec, text, vae, emb, settings, r, ar.device))
+        images += save_png(imgs, out / name)
 
     print(f"Nexus-Gen demo on a tiny random model set ({ar.dtype}, {ar.device}); outputs are noise by design.")
     print(f"  models:        {models}")
@@ -56,7 +79,9 @@ def run_demo(out: Path, device="auto", dtype="auto") -> dict:
     print(f"  batch (fast):  {out / 'batch_embeds.safetensors'}  {tuple(fast.embeddings.shape)}")
     print(f"  editing:       {out / 'editing_embeds.safetensors'}")
     print(f"  ViT:           {out / 'vit_embeds.safetensors'}")
+    for p in images:
+        print(f"  image:         {p}")
     print("stage times:")
     for k, v in times.items():
-        print(f"  {k:<32} {v:7.2f} s")
+        print(f"  {k:<36} {v:7.2f} s")
     return times

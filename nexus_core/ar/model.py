@@ -6,7 +6,6 @@ shard that holds them. V1 folders (no prefill table) feed the <|image_pad|> embe
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from safetensors import safe_open
 
 from ..devices import pick_device, pick_dtype
 from ..errors import NexusError
+from ..hf_quiet import quiet_transformers
 from .checkpoint import PREFILL_TABLE, VISION_HEAD, ArCheckpoint, inspect_ar_folder
 from .prompts import ChatFormatter
 from .sampling import SamplingConfig
@@ -121,20 +121,6 @@ class NexusAR:
         return self.model.lm_head(hidden).float()
 
 
-@contextlib.contextmanager
-def _quiet_transformers():
-    from transformers.utils import logging as hf_logging
-    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def _read_tensor(path: Path, name: str) -> torch.Tensor:
     with safe_open(str(path), framework="pt") as f:
         return f.get_tensor(name)
@@ -148,7 +134,7 @@ def load_ar(folder, device=None, dtype=None, attn_implementation: str = "sdpa") 
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             model, info = Qwen2_5_VLForConditionalGeneration.from_pretrained(
                 str(ckpt.folder), dtype=dt, output_loading_info=True, attn_implementation=attn_implementation,
                 local_files_only=True)

@@ -7,7 +7,7 @@ import torch
 
 from ..errors import NexusError
 from .checkpoint import DecoderFile
-from .keymap import convert_state_dict
+from .keymap import bfl_to_diffsynth, convert_state_dict
 
 FLUX_AXES = (16, 56, 56)  # RoPE split of FLUX's 128-wide heads (not stored in the weights)
 
@@ -17,9 +17,8 @@ def diffusers_state(dec: DecoderFile) -> dict[str, torch.Tensor]:
         return convert_state_dict(dec.dit, "diffusers")
     if dec.layout == "diffusers":
         return dict(dec.dit)
-    if dec.layout == "comfyui":
-        from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
-        return convert_flux_transformer_checkpoint_to_diffusers(dict(dec.dit))
+    if dec.layout == "comfyui":  # diffusers' own converter assumes width 3072; ours reads it from the shapes
+        return convert_state_dict(bfl_to_diffsynth(dec.dit), "diffusers")
     raise NexusError(f"{dec.path}: unknown layout {dec.layout!r}")
 
 

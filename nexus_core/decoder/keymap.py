@@ -125,3 +125,20 @@ def convert_state_dict(state: dict[str, torch.Tensor], layout: str) -> dict[str,
         for new, sl in map_key(name, hidden, layout):
             out[new] = t if sl is None else sl(t)
     return out
+
+
+def bfl_to_diffsynth(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of the comfyui layout (renames; the final adaLN swap is its own inverse)."""
+    def count(prefix):
+        idx = {int(k.split(".")[1]) for k in state if k.startswith(prefix)}
+        return max(idx) + 1 if idx else 0
+
+    guidance = any(k.startswith("guidance_in.") for k in state)
+    inverse = {}
+    for ds in expected_dit_keys(count("double_blocks."), count("single_blocks."), guidance):
+        (bfl, sl), = map_key(ds, 0, "comfyui")
+        inverse[bfl] = (ds, sl)
+    unknown = sorted(set(state) - set(inverse))
+    if unknown:
+        raise KeyError(f"not FLUX DiT keys: {unknown[:6]}")
+    return {inverse[k][0]: (v if inverse[k][1] is None else inverse[k][1](v)) for k, v in state.items()}

@@ -68,13 +68,16 @@ def sample(dit, noise: torch.Tensor, sigmas: torch.Tensor, positive: Conditionin
             raise NexusCancelled("Nexus-Gen sampling cancelled")
         t = (ts[i] / 1000).expand(b).to(device)
         packed = pack(x)
-        v = dit(packed, pos.context, pos.pooled, t, img_ids, pos.txt_ids, g, return_dict=False)[0]
+        v = v_pos = dit(packed, pos.context, pos.pooled, t, img_ids, pos.txt_ids, g, return_dict=False)[0]
         if neg is not None:
             v_neg = dit(packed, neg.context, neg.pooled, t, img_ids, neg.txt_ids, g, return_dict=False)[0]
-            v_pos, v = v, v_neg + cfg * (v - v_neg)
+            v = v_neg + cfg * (v_pos - v_neg)
         v = unpack(v, h, w)
         x = x + v * (sig[i + 1] - sig[i]).to(dtype)
         if record is not None:
+            record.setdefault("noise_pred_posi", []).append(unpack(v_pos, h, w).float().cpu())
+            if neg is not None:
+                record.setdefault("noise_pred_nega", []).append(unpack(v_neg, h, w).float().cpu())
             record.setdefault("noise_pred", []).append(v.float().cpu())
             record.setdefault("latents", []).append(x.float().cpu())
         if on_step is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import NexusError
+from ..hf_quiet import quiet_transformers
 from ..safetensors_check import tensor_names
 
 CLIP_MAX_LENGTH = 77
@@ -54,7 +55,8 @@ def load_clip(source: Path, dtype, device):
     from transformers import CLIPTextConfig, CLIPTextModel
     source = Path(source)
     if source.is_dir():
-        return CLIPTextModel.from_pretrained(str(source), dtype=dtype, local_files_only=True).to(device).eval()
+        with quiet_transformers():
+            return CLIPTextModel.from_pretrained(str(source), dtype=dtype, local_files_only=True).to(device).eval()
     sd = _state(source)
     sd = {k.removeprefix("transformer."): v for k, v in sd.items()}
     with torch.device("meta"):
@@ -70,7 +72,8 @@ def load_t5(source: Path, dtype, device):
     from transformers import T5Config, T5EncoderModel
     source = Path(source)
     if source.is_dir():
-        return T5EncoderModel.from_pretrained(str(source), dtype=dtype, local_files_only=True).to(device).eval()
+        with quiet_transformers():
+            return T5EncoderModel.from_pretrained(str(source), dtype=dtype, local_files_only=True).to(device).eval()
     sd = _state(source)
     with torch.device("meta"):
         model = T5EncoderModel(T5Config(**t5_config_from_state(sd)))
@@ -104,9 +107,9 @@ class TextEncoders:
 
     def _clip_model(self):
         if self._clip is None:
-            from transformers import CLIPTokenizer
+            from transformers import AutoTokenizer
             self._clip = load_clip(self.clip_source, self.dtype, self.device)
-            self._clip_tok = CLIPTokenizer.from_pretrained(str(self.clip_tokenizer_dir), local_files_only=True)
+            self._clip_tok = AutoTokenizer.from_pretrained(str(self.clip_tokenizer_dir), local_files_only=True)
         return self._clip
 
     def _t5_model(self):
@@ -114,9 +117,9 @@ class TextEncoders:
             raise NexusError("A negative prompt with cfg > 1 needs the T5-XXL text encoder and its tokenizer, "
                              "which were not given (text_encoder_2/ + tokenizer_2/, or a t5xxl file)")
         if self._t5 is None:
-            from transformers import T5TokenizerFast
+            from transformers import AutoTokenizer
             self._t5 = load_t5(self.t5_source, self.dtype, self.device)
-            self._t5_tok = T5TokenizerFast.from_pretrained(str(self.t5_tokenizer_dir), local_files_only=True)
+            self._t5_tok = AutoTokenizer.from_pretrained(str(self.t5_tokenizer_dir), local_files_only=True)
         return self._t5
 
     @torch.inference_mode()

@@ -1,0 +1,152 @@
+"""Text -> image, image + instruction -> image, image -> variation: the stages wired together.
+
+On a GPU each stage runs on the device and is moved back to the CPU when done (offload=True), so peak GPU
+memory is the largest stage (AR, or DiT) rather than their sum.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .decoder import EDITING, GENERATION, LoadedDecoder, initial_noise, load_decoder, sample, sigmas
+from .decoder.ids import zero_text_ids
+from .decoder.sampler import Conditioning
+from .errors import NexusError
+from .flux.files import resolve_flux
+from .flux.text_encoders import TextEncoders
+from .flux.vae import decode_latents, load_vae, to_uint8
+
+log = logging.getLogger(__name__)
+DEFAULTS = {
+    GENERATION: dict(width=512, height=512, steps=50, cfg=3.0, guidance=3.5, seed=52),
+    EDITING: dict(width=512, height=512, steps=50, cfg=1.0, guidance=3.5, seed=42),
+}
+
+
+@dataclass
+class DecodeSettings:
+    width: int = 512
+    height: int = 512
+    steps: int = 50
+    cfg: float = 3.0
+    negative: str = ""
+    guidance: float = 3.5
+    seed: int = 52
+
+    def rounded(self) -> "DecodeSettings":
+        """Sizes rounded up to multiples of 16, like the reference (and said so)."""
+        if self.width < 16 or self.height < 16:
+            raise NexusError(f"width and height must be at least 16, got {self.width}x{self.height}")
+        w, h = -(-self.width // 16) * 16, -(-self.height // 16) * 16
+        if (w, h) != (self.width, self.height):
+            log.warning("size %dx%d rounded up to %dx%d (multiples of 16)", self.width, self.height, w, h)
+        if self.steps < 1:
+            raise NexusError(f"steps must be at least 1, got {self.steps}")
+        return DecodeSettings(w, h, self.steps, self.cfg, self.negative, self.guidance, self.seed)
+
+
+@dataclass
+class Timings:
+    stages: dict = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - t
+
+
+@contextlib.contextmanager
+def on_device(modules, device, offload: bool):
+    """Move modules to `device` for a stage and back to the CPU afterwards when offloading."""
+    device = torch.device(device)
+    for m in modules:
+        m.to(device)
+    try:
+        yield
+    finally:
+        if offload and device.type != "cpu":
+            for m in modules:
+                m.to("cpu")
+            torch.cuda.empty_cache()
+
+
+def negative_conditioning(text: TextEncoders, negative: str) -> Conditioning:
+    """The reference's CFG negative: T5(negative) padded to 512 tokens, no mask, zero ids, pooled CLIP-L."""
+    ctx = text.t5(negative)
+    return Conditioning(ctx, text.clip_pooled(negative), zero_text_ids(ctx.shape[1]))
+
+
+def decode_embeddings(decoder: LoadedDecoder, text: TextEncoders, vae, embeds: torch.Tensor,
+                      settings: DecodeSettings, reference: torch.Tensor | None = None, device="cpu",
+                      offload: bool = True, on_step: Callable | None = None, should_stop: Callable | None = None,
+                      timings: Timings | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings (B, 81, D) -> (uint8 images (B, H, W, 3), latents (B, 16, H/8, W/8))."""
+    s = settings.rounded()
+    timings = timings or Timings()
+    decoder.check_embeddings(embeds)
+    if s.cfg != 1.0 and not text.has_t5:
+        raise NexusError(f"cfg={s.cfg} needs the T5-XXL text encoder for the negative branch, but none was "
+                         "given; use cfg 1 or provide text_encoder_2/ + tokenizer_2/ (or a t5xxl file)")
+    dtype = decoder.dit.dtype
+    with timings.stage("text encoders"):
+        pooled = text.clip_pooled("")
+        neg = negative_conditioning(text, s.negative) if s.cfg != 1.0 else None
+        if neg is not None and offload:
+            text.unload_t5()  # 9.5 GB on the real model; its encodings are cached
+    with timings.stage("projector"), on_device([decoder.projector], device, offload):
+        pos = decoder.positive(embeds.to(device), pooled.to(device), s.height, s.width,
+                               None if reference is None else reference.to(device), dtype)
+    noise = initial_noise(embeds.shape[0], s.height, s.width, s.seed).to(device, dtype)
+    with timings.stage("DiT sampling"), on_device([decoder.dit], device, offload):
+        latents = sample(decoder.dit, noise, sigmas(s.steps), pos, neg, s.cfg, s.guidance, on_step, should_stop)
+    with timings.stage("VAE decode"), on_device([vae], device, offload):
+        images = to_uint8(decode_latents(vae, latents))
+    return images, latents.float().cpu()
+
+
+def load_flux(flux_dir, dtype=torch.float32, device="cpu") -> tuple[TextEncoders, torch.nn.Module]:
+    files = resolve_flux(flux_dir)
+    return TextEncoders(files.clip, files.clip_tokenizer, files.t5, files.t5_tokenizer, dtype, device), \
+        load_vae(files.vae, dtype, device)
+
+
+def default_decoder_path(model_dir, kind: str) -> Path:
+    stem = "generation_decoder" if kind == GENERATION else "edit_decoder"
+    for name in (f"{stem}.safetensors", f"{stem}.bin"):
+        if (Path(model_dir) / name).is_file():
+            return Path(model_dir) / name
+    raise NexusError(f"No {kind} decoder in {model_dir}: expected {stem}.bin (or a converted {stem}.safetensors); "
+                     "pass --decoder FILE")
+
+
+def save_png(images: torch.Tensor, out, metadata: dict | None = None) -> list[Path]:
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise NexusError(f"Output folder does not exist: {out.parent}")
+    info = PngInfo()
+    for k, v in (metadata or {}).items():
+        info.add_text(k, str(v))
+    paths = []
+    for i, img in enumerate(images):
+        p = out if len(images) == 1 else out.with_name(f"{out.stem}_{i}{out.suffix}")
+        Image.fromarray(img.numpy()).save(p, pnginfo=info)
+        paths.append(p)
+    return paths
+
+
+__all__ = ["DEFAULTS", "DecodeSettings", "Timings", "decode_embeddings", "default_decoder_path", "load_decoder",
+           "load_flux", "negative_conditioning", "on_device", "save_png"]
