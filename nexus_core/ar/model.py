@@ -110,9 +110,10 @@ class NexusAR:
 
     def image_features(self, pixel_values: torch.Tensor, grids: list[list[int]]) -> torch.Tensor:
         """Merged ViT embeddings (sum of tokens, D) for one or more images."""
-        out = self.model.model.get_image_features(
-            pixel_values.to(self.device), torch.tensor(grids, device=self.device), return_dict=True)
-        return torch.cat(out.pooler_output, dim=0).to(self.dtype)
+        visual = self.model.model.visual
+        out = visual(pixel_values.to(self.device, visual.dtype), grid_thw=torch.tensor(grids, device=self.device))
+        merged = out.pooler_output if hasattr(out, "pooler_output") else out  # transformers 5.x vs 4.x
+        return merged.to(self.dtype)
 
     def image_embeddings(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden @ self.vision_head.T

@@ -22,6 +22,16 @@ def diffusers_state(dec: DecoderFile) -> dict[str, torch.Tensor]:
     raise NexusError(f"{dec.path}: unknown layout {dec.layout!r}")
 
 
+def comfyui_state(dec: DecoderFile) -> dict[str, torch.Tensor]:
+    """The DiT in the BFL/ComfyUI layout (what ComfyUI's FLUX model class loads)."""
+    if dec.layout == "comfyui":
+        return dict(dec.dit)
+    if dec.layout == "diffsynth":
+        return convert_state_dict(dec.dit, "comfyui")
+    raise NexusError(f"{dec.path}: a {dec.layout}-layout file cannot feed ComfyUI's FLUX model; convert the "
+                     "original .bin with --layout comfyui")
+
+
 def config_from_state(sd: dict[str, torch.Tensor]) -> dict:
     def count(pattern):
         idx = {int(m.group(1)) for k in sd if (m := re.match(pattern, k))}

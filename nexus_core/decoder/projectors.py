@@ -35,11 +35,25 @@ def merger_position_ids(grids: list[list[int]], base: int = BASE_GRID, device=No
     return torch.cat(parts, dim=1).unsqueeze(1)
 
 
+class RMSNorm(nn.Module):
+    """Qwen's RMSNorm: variance in fp32, cast back, then scaled (its class name differs across transformers)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(dtype)
+
+
 class EmbeddingMerger(nn.Module):
     def __init__(self, text_config, n_layers: int, out_channels: int, expand: int):
         super().__init__()
-        from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
-            Qwen2_5_VLDecoderLayer, Qwen2_5_VLRMSNorm, Qwen2_5_VLRotaryEmbedding)
+        from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLDecoderLayer, Qwen2_5_VLRotaryEmbedding
 
         cfg = text_config
         cfg._attn_implementation = "eager"  # the reference: eager attention, softmax in fp32
@@ -49,8 +63,8 @@ class EmbeddingMerger(nn.Module):
             layer.self_attn.is_causal = False  # full bidirectional attention over [target; reference]
         self.rotary = Qwen2_5_VLRotaryEmbedding(cfg)
         hid = out_channels * expand
-        self.projector = nn.Sequential(Qwen2_5_VLRMSNorm(d, eps), nn.Linear(d, hid), Qwen2_5_VLRMSNorm(hid, eps),
-                                       nn.SiLU(), nn.Linear(hid, out_channels), Qwen2_5_VLRMSNorm(out_channels, eps))
+        self.projector = nn.Sequential(RMSNorm(d, eps), nn.Linear(d, hid), RMSNorm(hid, eps), nn.SiLU(),
+                                       nn.Linear(hid, out_channels), RMSNorm(out_channels, eps))
 
     def project(self, target: torch.Tensor, reference: torch.Tensor | None = None,
                 target_grid=(1, 18, 18), reference_grid=(1, 36, 36)) -> torch.Tensor:
@@ -71,6 +85,15 @@ class EmbeddingMerger(nn.Module):
             x = layer(x, attention_mask=None, position_embeddings=(cos, sin))
             x = x[0] if isinstance(x, tuple) else x
         return self.projector(x)
+
+
+def _rebuild_rotaries(root: nn.Module, config) -> None:
+    """Rotary embeddings hold computed (non-persistent) inv_freq buffers: rebuild every one built on the meta
+    device (transformers 4.x also keeps an unused one inside each attention module)."""
+    for name, module in list(root.named_modules()):
+        if hasattr(module, "inv_freq") and module.inv_freq.is_meta:
+            parent = root.get_submodule(name.rsplit(".", 1)[0]) if "." in name else root
+            setattr(parent, name.rsplit(".", 1)[-1], type(module)(config=config))
 
 
 def build_projector(dec: DecoderFile, ar_config: dict | None = None, dtype=torch.float32, device="cpu"):
@@ -97,7 +120,7 @@ def build_projector(dec: DecoderFile, ar_config: dict | None = None, dtype=torch
                              f"{text.hidden_size}")
         with torch.device("meta"):
             mod = EmbeddingMerger(text, n_layers, out, hid // out)
-        mod.rotary = type(mod.rotary)(text)  # rebuild the rotary buffer off the meta device
+        _rebuild_rotaries(mod, text)
     else:
         raise NexusError(f"Unknown decoder kind {dec.kind!r}")
     if dec.kind == GENERATION:

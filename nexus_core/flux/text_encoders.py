@@ -91,13 +91,21 @@ def _check_no_meta(model, source):
         raise NexusError(f"{source} lacks tensors the text encoder needs: {missing[:6]}")
 
 
+def _device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
 class TextEncoders:
     """Pooled CLIP-L and T5 encodings with caching; T5 is optional and loaded lazily."""
 
-    def __init__(self, clip, clip_tokenizer, t5=None, t5_tokenizer=None, dtype=torch.float32, device="cpu"):
+    def __init__(self, clip, clip_tokenizer, t5=None, t5_tokenizer=None, dtype=torch.float32, device="cpu",
+                 prepare=None):
+        """prepare(name, module), if given, is called before each use: a host (ComfyUI) moves the module to its
+        compute device there. Encodings run wherever the module's weights are."""
         self.clip_source, self.clip_tokenizer_dir = clip, clip_tokenizer
         self.t5_source, self.t5_tokenizer_dir = t5, t5_tokenizer
         self.dtype, self.device = dtype, torch.device(device)
+        self.prepare = prepare
         self._clip = self._t5 = self._clip_tok = self._t5_tok = None
         self._cache: dict = {}
 
@@ -122,13 +130,18 @@ class TextEncoders:
             self._t5_tok = AutoTokenizer.from_pretrained(str(self.t5_tokenizer_dir), local_files_only=True)
         return self._t5
 
+    def _ready(self, name, model):
+        if self.prepare is not None:
+            self.prepare(name, model)
+        return model
+
     @torch.inference_mode()
     def clip_pooled(self, text: str = "") -> torch.Tensor:
         key = ("clip", text)
         if key not in self._cache:
-            model = self._clip_model()
+            model = self._ready("clip", self._clip_model())
             ids = self._clip_tok(text, max_length=CLIP_MAX_LENGTH, padding="max_length", truncation=True,
-                                 return_tensors="pt").input_ids.to(self.device)
+                                 return_tensors="pt").input_ids.to(_device_of(model))
             self._cache[key] = model(ids).pooler_output
         return self._cache[key]
 
@@ -136,9 +149,9 @@ class TextEncoders:
     def t5(self, text: str = "") -> torch.Tensor:
         key = ("t5", text)
         if key not in self._cache:
-            model = self._t5_model()
+            model = self._ready("t5", self._t5_model())
             ids = self._t5_tok(text, max_length=T5_MAX_LENGTH, padding="max_length", truncation=True,
-                               return_tensors="pt").input_ids.to(self.device)
+                               return_tensors="pt").input_ids.to(_device_of(model))
             self._cache[key] = model(ids).last_hidden_state
         return self._cache[key]
 
@@ -152,3 +165,8 @@ class TextEncoders:
 
     def unload_t5(self):
         self._t5 = None
+
+    @property
+    def loaded(self) -> dict:
+        """The modules loaded so far, by name (for hosts that manage their memory)."""
+        return {k: m for k, m in (("clip", self._clip), ("t5", self._t5)) if m is not None}
