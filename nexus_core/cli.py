@@ -225,7 +225,7 @@ def cmd_convert(a):
 def cmd_make_tiny(a):
     from .tiny import make_tiny
 
-    paths = make_tiny(a.dir, seed=a.seed)
+    paths = make_tiny(a.dir, seed=a.seed, comfyui=a.comfyui)
     for k, v in paths.items():
         print(f"{k}: {v}")
 
@@ -309,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("make-tiny", help="write a tiny random Nexus-Gen model set (for tests and the demo)")
     s.add_argument("dir")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--comfyui", action="store_true",
+                   help="write a ComfyUI models folder (nexus_gen/, text_encoders/, vae/ with a full-size random AE)")
     s.set_defaults(func=cmd_make_tiny)
     s = sub.add_parser("demo", help="make the tiny model set if needed and run every stage on it")
     s.add_argument("--out", default="nexus_demo", help="folder for the tiny models and the outputs")

@@ -1,7 +1,20 @@
-"""ComfyUI glue for nexus_core (thin: schemas, type conversion, model management, progress)."""
+"""ComfyUI glue for nexus_core (thin: schemas, type conversion, memory manager, progress)."""
 from comfy_api.latest import ComfyExtension
+
+import folder_paths
+
+from . import paths
+
+paths.register(folder_paths)
 
 
 class NexusGenExtension(ComfyExtension):
     async def get_node_list(self):
-        return []
+        from .conditioning import NexusGenConditioning, NexusGenNegative, NexusGenScheduler
+        from .embeds import NexusGenEditEmbeds, NexusGenEmbedsBlend, NexusGenImageEmbeds, NexusGenPromptEmbeds
+        from .loaders import NexusGenARLoader, NexusGenDecoderLoader, NexusGenTextEncoderLoader
+        from .understand import NexusGenUnderstand
+
+        return [NexusGenARLoader, NexusGenDecoderLoader, NexusGenTextEncoderLoader, NexusGenPromptEmbeds,
+                NexusGenEditEmbeds, NexusGenImageEmbeds, NexusGenEmbedsBlend, NexusGenConditioning,
+                NexusGenNegative, NexusGenScheduler, NexusGenUnderstand]

@@ -117,3 +117,24 @@ def test_demo(tmp_path, capsys):
     for name in ("generation.png", "edit_editing_decoder.png", "edit_generation_decoder.png", "variation.png"):
         assert (tmp_path / "demo" / name).is_file() and name in out
     assert "stage times" in out
+
+
+def test_single_file_text_encoders_match_folders(tmp_path):
+    """ComfyUI-style single files (text_encoders/clip_l.safetensors, t5xxl_fp16.safetensors) give the same
+    encodings as the diffusers folders they were made from."""
+    from nexus_core.flux.text_encoders import TextEncoders
+    from nexus_core.tiny import make_tiny
+
+    folders, files = tmp_path / "f", tmp_path / "c"
+    make_tiny(folders, seed=3)
+    make_tiny(files, seed=3, comfyui=True)
+    flux, te = folders / "FLUX.1-dev", files / "text_encoders"
+    a = TextEncoders(flux / "text_encoder", flux / "tokenizer", flux / "text_encoder_2", flux / "tokenizer_2")
+    b = TextEncoders(te / "clip_l.safetensors", te / "clip_l.tokenizer", te / "t5xxl_fp16.safetensors",
+                     te / "t5xxl_fp16.tokenizer")
+    for text in ("", "a blurry photo"):
+        torch.testing.assert_close(a.clip_pooled(text), b.clip_pooled(text))
+        torch.testing.assert_close(a.t5(text), b.t5(text))
+    from nexus_core.flux.vae import load_vae
+    vae = load_vae(files / "vae" / "ae.safetensors")  # the full-size random FLUX AE
+    assert vae.config.block_out_channels == (128, 256, 512, 512) or list(vae.config.block_out_channels) == [128, 256, 512, 512]

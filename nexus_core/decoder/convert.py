@@ -63,7 +63,7 @@ def _plan(dec, layout: str, dtype: torch.dtype):
 
 def convert_decoder(src, out, layout: str = "comfyui", dtype: str = "bf16",
                     on_tensor: Callable[[int, int], None] | None = None,
-                    should_stop: Callable[[], bool] | None = None) -> Path:
+                    should_stop: Callable[[], bool] | None = None, extra_metadata: dict | None = None) -> Path:
     if layout not in LAYOUTS:
         raise NexusError(f"Unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}")
     if dtype not in STORAGE_DTYPES:
@@ -86,6 +86,7 @@ def convert_decoder(src, out, layout: str = "comfyui", dtype: str = "bf16",
             "source": Path(src).name}
     if layout == "diffusers":
         meta["config"] = json.dumps(config_from_state(_shape_view(header)))
+    meta.update({k: str(v) for k, v in (extra_metadata or {}).items()})
     header["__metadata__"] = meta
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)

@@ -27,8 +27,30 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
-def clip_config_from_state(sd) -> dict:
+def normalize_clip_keys(sd: dict) -> dict:
+    """HF CLIPTextModel names ('text_model.*'); accepts ComfyUI's 'transformer.' prefix and prefix-less saves."""
+    out = {}
+    for k, v in sd.items():
+        k = k.removeprefix("transformer.")
+        if k.startswith(("embeddings.", "encoder.", "final_layer_norm.")):
+            k = "text_model." + k
+        out[k] = v
+    return out
+
+
+def normalize_t5_keys(sd: dict) -> dict:
+    """T5EncoderModel names with both the shared and the encoder embedding present."""
     sd = {k.removeprefix("transformer."): v for k, v in sd.items()}
+    emb = sd.get("shared.weight", sd.get("encoder.embed_tokens.weight"))
+    if emb is None:
+        raise NexusError("T5 file has no token embedding (shared.weight / encoder.embed_tokens.weight)")
+    sd.setdefault("shared.weight", emb)
+    sd.setdefault("encoder.embed_tokens.weight", emb)
+    return sd
+
+
+def clip_config_from_state(sd) -> dict:
+    sd = normalize_clip_keys(sd)
     vocab, hidden = sd["text_model.embeddings.token_embedding.weight"].shape
     return dict(vocab_size=vocab, hidden_size=hidden,
                 max_position_embeddings=sd["text_model.embeddings.position_embedding.weight"].shape[0],
@@ -57,13 +79,16 @@ def load_clip(source: Path, dtype, device):
     if source.is_dir():
         with quiet_transformers():
             return CLIPTextModel.from_pretrained(str(source), dtype=dtype, local_files_only=True).to(device).eval()
-    sd = _state(source)
-    sd = {k.removeprefix("transformer."): v for k, v in sd.items()}
+    sd = normalize_clip_keys(_state(source))
     with torch.device("meta"):
         model = CLIPTextModel(CLIPTextConfig(**clip_config_from_state(sd)))
     sd.pop("text_projection.weight", None)
+    own = {n for n, _ in model.named_parameters()}
+    if not any(n.startswith("text_model.") for n in own):  # newer transformers drop the prefix
+        sd = {k.removeprefix("text_model."): v for k, v in sd.items()}
     model.load_state_dict({k: v.to(dtype) for k, v in sd.items() if not k.endswith("position_ids")}, strict=False,
                           assign=True)
+    _rebuild_position_ids(model)
     _check_no_meta(model, source)
     return model.to(device).eval()
 
@@ -74,15 +99,20 @@ def load_t5(source: Path, dtype, device):
     if source.is_dir():
         with quiet_transformers():
             return T5EncoderModel.from_pretrained(str(source), dtype=dtype, local_files_only=True).to(device).eval()
-    sd = _state(source)
+    sd = normalize_t5_keys(_state(source))
     with torch.device("meta"):
         model = T5EncoderModel(T5Config(**t5_config_from_state(sd)))
-    if "shared.weight" not in sd:
-        sd["shared.weight"] = sd["encoder.embed_tokens.weight"]
-    sd.setdefault("encoder.embed_tokens.weight", sd["shared.weight"])
     model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=False, assign=True)
     _check_no_meta(model, source)
     return model.to(device).eval()
+
+
+def _rebuild_position_ids(model):
+    """CLIP keeps a non-persistent position_ids buffer; rebuild it off the meta device."""
+    for name, buf in list(model.named_buffers()):
+        if buf.is_meta and name.endswith("position_ids"):
+            owner = model.get_submodule(name.rsplit(".", 1)[0])
+            owner.register_buffer("position_ids", torch.arange(buf.shape[-1]).expand(buf.shape), persistent=False)
 
 
 def _check_no_meta(model, source):

@@ -8,7 +8,7 @@ import torch
 
 from ..decoder.keymap import expected_dit_keys
 
-TINY_DIT = dict(hidden=256, n_double=2, n_single=1, context=32, pooled=16, in_channels=64)
+TINY_DIT = dict(hidden=256, n_double=2, n_single=1, context=32, pooled=64, in_channels=64)
 
 
 def _dit_shape(name: str, h: int, ctx: int, pooled: int, cin: int) -> tuple[int, ...]:

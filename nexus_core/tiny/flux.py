@@ -93,8 +93,9 @@ def write_tiny_flux(folder, seed: int = 0) -> Path:
     t5_tok.save_pretrained(str(folder / "tokenizer_2"))
     torch.manual_seed(seed)
     clip = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(clip_tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-        max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=16, bos_token_id=len(clip_tok) - 2,
+        # 64-wide heads like CLIP-L, so a single file's head count follows from its width (hidden / 64)
+        vocab_size=len(clip_tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=1,
+        max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=64, bos_token_id=len(clip_tok) - 2,
         eos_token_id=2, pad_token_id=1))
     from ..hf_quiet import quiet_transformers
     with quiet_transformers():

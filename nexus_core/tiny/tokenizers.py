@@ -37,12 +37,16 @@ def qwen_style_tokenizer(base_vocab: int = 512):
     return tok
 
 
-def clip_style_tokenizer(vocab_size: int = 600):
-    """CLIP-style BPE (lower-cased, '</w>' word ends) with <|startoftext|>, <|endoftext|> as the last ids, so
-    pooling at argmax(ids) finds the first end-of-text token, as with the real CLIP-L."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+def clip_style_tokenizer():
+    """CLIP-style byte-level BPE (lower-cased, '</w>' word ends) with <|startoftext|>, <|endoftext|> as the last
+    ids, so pooling at argmax(ids) finds the first end-of-text token as with the real CLIP-L. The vocabulary is
+    written out (bytes, then bytes + '</w>', no merges) rather than trained: training orders it by hash."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-    tok = Tokenizer(models.BPE(end_of_word_suffix="</w>", unk_token="<|endoftext|>"))
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {c: i for i, c in enumerate(alphabet)}
+    vocab.update({c + "</w>": len(alphabet) + i for i, c in enumerate(alphabet)})
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], end_of_word_suffix="</w>", unk_token="<|endoftext|>"))
     tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "),
                                            normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.Sequence([
@@ -50,9 +54,6 @@ def clip_style_tokenizer(vocab_size: int = 600):
                              behavior="removed", invert=True),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.BPEDecoder(suffix="</w>")
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  end_of_word_suffix="</w>", show_progress=False, min_frequency=1)
-    tok.train_from_iterator(CORPUS * 4, trainer=trainer)
     tok.add_special_tokens([AddedToken("<|startoftext|>", special=True), AddedToken("<|endoftext|>", special=True)])
     bos, eos = tok.token_to_id("<|startoftext|>"), tok.token_to_id("<|endoftext|>")
     tok.post_processor = processors.TemplateProcessing(
@@ -60,15 +61,17 @@ def clip_style_tokenizer(vocab_size: int = 600):
     return tok
 
 
-def t5_style_tokenizer(vocab_size: int = 200):
-    """SentencePiece-style Unigram with <pad>=0, </s>=1, <unk>=2 and a closing </s>, like T5's."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+def t5_style_tokenizer():
+    """SentencePiece-style Unigram with <pad>=0, </s>=1, <unk>=2 and a closing </s>, like T5's. Pieces are the
+    corpus' words and characters, written out in sorted order with fixed scores (deterministic)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
-    tok = Tokenizer(models.Unigram())
+    words = sorted({"▁" + w for line in CORPUS for w in line.split()})
+    chars = sorted({c for line in CORPUS for c in line if not c.isspace()} | {"▁"})
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    vocab += [(w, -2.0) for w in words] + [(c, -8.0) for c in chars if c not in words]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=2))
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"],
-                                      unk_token="<unk>", show_progress=False)
-    tok.train_from_iterator(CORPUS * 4, trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
     return tok

@@ -1,0 +1,120 @@
+"""Conditioning nodes: Nexus embeddings -> native CONDITIONING, the reference's negative, and its sigmas."""
+from __future__ import annotations
+
+import torch
+
+import comfy.conds
+import comfy.model_management as mm
+from comfy_api.latest import io
+
+from ..nexus_core.decoder import EDITING
+from ..nexus_core.decoder.schedule import SHIFT, sigmas
+from .flux_model import GRIDS_KEY, grids_tensor
+from .memory import ensure_loaded
+from .types import CATEGORY, NexusEmbeds, NexusProjector, NexusTextEncoders
+
+
+class NexusGenConditioning(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NexusGenConditioning", display_name="Nexus-Gen Conditioning", category=CATEGORY,
+            description="Projects Nexus-Gen embeddings to the DiT's context and adds the pooled CLIP-L of the empty "
+                        "prompt and the guidance: a standard FLUX CONDITIONING for any sampler.",
+            inputs=[
+                NexusEmbeds.Input("embeds", tooltip="From a Nexus-Gen embeddings node"),
+                NexusProjector.Input("projector", tooltip="From Nexus-Gen Decoder Loader (matches the MODEL)"),
+                NexusTextEncoders.Input("text_encoders", tooltip="From Nexus-Gen Text Encoders (CLIP-L is used)"),
+                io.Float.Input("guidance", default=3.5, min=0.0, max=100.0, step=0.1,
+                               tooltip="FLUX embedded guidance (the reference uses 3.5)"),
+                io.Boolean.Input("use_reference", default=True,
+                                 tooltip="Editing decoder: also feed the 324 reference embeddings of the input "
+                                         "image (the reference does)"),
+            ],
+            outputs=[io.Conditioning.Output(display_name="positive", tooltip="Positive conditioning")],
+        )
+
+    @classmethod
+    def execute(cls, embeds, projector, text_encoders, guidance, use_reference) -> io.NodeOutput:
+        pooled = text_encoders.clip_pooled("")
+        device = ensure_loaded(projector.patcher)
+        module = projector.module
+        dtype = next(module.parameters()).dtype
+        target = embeds.target
+        if target.shape[1] == 0:
+            raise ValueError("These embeddings hold only 324 reference tokens; connect 81-token embeddings")
+        width = module[0].in_features if projector.kind != EDITING else module.projector[0].weight.shape[0]
+        if target.shape[-1] != width:
+            raise ValueError(f"Embeddings have width {target.shape[-1]} but this decoder expects {width} (the AR "
+                             "model's hidden size): use the matching Nexus-Gen model")
+        ref = embeds.reference if (use_reference and projector.kind == EDITING) else None
+        with torch.inference_mode():
+            if projector.kind == EDITING:
+                side = round(target.shape[1] ** 0.5)
+                tgrid = (1, 2 * side, 2 * side)
+                rgrid = None
+                if ref is not None:
+                    if ref.shape[0] != target.shape[0]:
+                        ref = ref[:1].expand(target.shape[0], -1, -1)
+                    rs = round(ref.shape[1] ** 0.5)
+                    rgrid = (1, 2 * rs, 2 * rs)
+                ctx = module.project(target.to(device, dtype), None if ref is None else ref.to(device, dtype),
+                                     tgrid, rgrid)
+                extra = {"model_conds": {GRIDS_KEY: comfy.conds.CONDRegular(grids_tensor(tgrid, rgrid))}}
+            else:
+                ctx = module.project(target.to(device, dtype))
+                extra = {}
+        ctx = ctx.to(mm.intermediate_device(), torch.float32)
+        cond = {"pooled_output": pooled.to(mm.intermediate_device(), torch.float32).expand(ctx.shape[0], -1),
+                "guidance": guidance, **extra}
+        return io.NodeOutput([[ctx, cond]])
+
+
+class NexusGenNegative(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NexusGenNegative", display_name="Nexus-Gen Negative Conditioning", category=CATEGORY,
+            description="The reference's CFG negative: T5-XXL of the text padded to 512 tokens (no mask) with its "
+                        "pooled CLIP-L. Only used when cfg != 1; for cfg 1 any negative works.",
+            inputs=[
+                NexusTextEncoders.Input("text_encoders", tooltip="Needs a T5-XXL file in Nexus-Gen Text Encoders"),
+                io.String.Input("text", multiline=True, default="", tooltip="Negative prompt ('' = the reference)"),
+                io.Float.Input("guidance", default=3.5, min=0.0, max=100.0, step=0.1,
+                               tooltip="FLUX embedded guidance, the same as the positive"),
+            ],
+            outputs=[io.Conditioning.Output(display_name="negative", tooltip="Negative conditioning")],
+        )
+
+    @classmethod
+    def execute(cls, text_encoders, text, guidance) -> io.NodeOutput:
+        if not text_encoders.has_t5:
+            raise ValueError("Nexus-Gen Negative Conditioning needs T5-XXL: choose a t5xxl file in Nexus-Gen Text "
+                             "Encoders (or use cfg 1 with any negative, e.g. ConditioningZeroOut)")
+        dev = mm.intermediate_device()
+        ctx = text_encoders.t5(text).to(dev, torch.float32)
+        pooled = text_encoders.clip_pooled(text).to(dev, torch.float32)
+        return io.NodeOutput([[ctx, {"pooled_output": pooled, "guidance": guidance}]])
+
+
+class NexusGenScheduler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NexusGenScheduler", display_name="Nexus-Gen Scheduler", category=CATEGORY,
+            description="The reference's sigmas (linspace(1, 0.003/1.002) with shift 3, then 0) for SamplerCustom; "
+                        "with euler and cfg they reproduce `nexus-gen generate`.",
+            inputs=[
+                io.Int.Input("steps", default=50, min=1, max=1000, tooltip="Sampling steps (reference: 50)"),
+                io.Float.Input("denoise", default=1.0, min=0.01, max=1.0, step=0.01,
+                               tooltip="Below 1 starts part-way down the schedule (img2img)"),
+                io.Float.Input("shift", default=SHIFT, min=0.1, max=20.0, step=0.05,
+                               tooltip="Flow shift (reference: 3)"),
+            ],
+            outputs=[io.Sigmas.Output(display_name="SIGMAS", tooltip="steps + 1 sigmas ending at 0")],
+        )
+
+    @classmethod
+    def execute(cls, steps, denoise, shift) -> io.NodeOutput:
+        s = sigmas(steps, shift, denoise)
+        return io.NodeOutput(torch.cat([s, s.new_zeros(1)]))

@@ -1,0 +1,160 @@
+"""Embedding nodes: prompt -> embeddings, image + instruction -> embeddings, image -> embeddings, blend."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import comfy.model_management as mm
+from comfy_api.latest import io
+
+from ..nexus_core.ar import editing_request, encode_image, generation_request, predict, reference_embeddings
+from ..nexus_core.blend import blend
+from .progress import token_callbacks
+from .types import CATEGORY, Embeds, NexusAR, NexusEmbeds
+
+MODE_TIP = ("reference = the model writes its reply and the 81 image slots are filled when it opens an image (the "
+            "reference's results); fast = the training reply is given and the request is one forward pass")
+
+
+def to_pil(image: torch.Tensor, index: int = 0):
+    from PIL import Image
+    arr = (image[index, ..., :3].clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    return Image.fromarray(arr)
+
+
+def split_prompts(text: str, one_per_line: bool) -> list[str]:
+    if not one_per_line:
+        return [text]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines or [text]
+
+
+def _out(t: torch.Tensor) -> torch.Tensor:
+    return t.to(mm.intermediate_device())
+
+
+class NexusGenPromptEmbeds(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NexusGenPromptEmbeds", display_name="Nexus-Gen Prompt → Embeddings", category=CATEGORY,
+            description="The AR model turns a prompt into the 81 image embeddings the generation decoder expects.",
+            inputs=[
+                NexusAR.Input("nexus_ar", tooltip="From Nexus-Gen AR Model Loader"),
+                io.String.Input("prompt", multiline=True, default="", tooltip="What to generate"),
+                io.Combo.Input("language", options=["en", "zh", "auto"], default="en",
+                               tooltip="Prompt template: English, Chinese, or chosen from the prompt's script"),
+                io.Combo.Input("mode", options=["reference", "fast"], default="reference", tooltip=MODE_TIP),
+                io.Boolean.Input("one_per_line", default=False,
+                                 tooltip="Each non-empty line is its own prompt (a batch of embeddings)"),
+                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
+                             tooltip="Only used if the model's generation config samples"),
+                io.Int.Input("max_new_tokens", default=1024, min=83, max=8192,
+                             tooltip="Reply budget in reference mode (the 83-token image span always fits)"),
+            ],
+            outputs=[NexusEmbeds.Output(display_name="embeds", tooltip="(B, 81, D) image embeddings"),
+                     io.String.Output(display_name="reply", tooltip="The model's reply, the image shown as <image>")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, nexus_ar, prompt, language, mode, one_per_line, seed, max_new_tokens) -> io.NodeOutput:
+        ar = nexus_ar.ready()
+        reqs = [generation_request(p, language) for p in split_prompts(prompt, one_per_line)]
+        kw = {}
+        if mode == "reference":
+            on_token, stop = token_callbacks(max_new_tokens, cls.hidden.unique_id)
+            kw = dict(max_new_tokens=max_new_tokens, seed=seed, on_token=on_token, should_stop=stop)
+        res = predict(ar, reqs, mode, **kw)
+        return io.NodeOutput(Embeds(_out(res.embeddings), None, res.texts, "prompt"), "\n".join(res.texts))
+
+
+class NexusGenEditEmbeds(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NexusGenEditEmbeds", display_name="Nexus-Gen Image + Instruction → Embeddings",
+            category=CATEGORY,
+            description="Editing: the AR model predicts the edited image's 81 embeddings from the image and the "
+                        "instruction; the 324 reference embeddings of the image are attached for the editing decoder.",
+            inputs=[
+                NexusAR.Input("nexus_ar", tooltip="From Nexus-Gen AR Model Loader"),
+                io.Image.Input("image", tooltip="The image to edit (first image of a batch)"),
+                io.String.Input("instruction", multiline=True, default="",
+                                tooltip="What to change; '<image>' marks where the image goes (optional)"),
+                io.Combo.Input("mode", options=["reference", "fast"], default="reference", tooltip=MODE_TIP),
+                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
+                             tooltip="Only used if the model's generation config samples"),
+                io.Int.Input("max_new_tokens", default=1024, min=83, max=8192,
+                             tooltip="Reply budget in reference mode"),
+            ],
+            outputs=[NexusEmbeds.Output(display_name="embeds",
+                                        tooltip="(1, 81, D) target embeddings + (1, 324, D) reference embeddings"),
+                     io.String.Output(display_name="reply", tooltip="The model's reply")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, nexus_ar, image, instruction, mode, seed, max_new_tokens) -> io.NodeOutput:
+        ar = nexus_ar.ready()
+        pil = to_pil(image)
+        kw = {}
+        if mode == "reference":
+            on_token, stop = token_callbacks(max_new_tokens, cls.hidden.unique_id)
+            kw = dict(max_new_tokens=max_new_tokens, seed=seed, on_token=on_token, should_stop=stop)
+        res = predict(ar, [editing_request(ar, pil, instruction)], mode, **kw)
+        ref = reference_embeddings(ar, pil).unsqueeze(0)
+        return io.NodeOutput(Embeds(_out(res.embeddings), _out(ref), res.texts, "edit"), res.texts[0])
+
+
+class NexusGenImageEmbeds(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NexusGenImageEmbeds", display_name="Nexus-Gen Image → Embeddings", category=CATEGORY,
+            description="ViT embeddings of an image in the decoders' space: 81 tokens feed the generation decoder "
+                        "directly (image variation), or mix with prompt embeddings through Blend.",
+            inputs=[
+                NexusAR.Input("nexus_ar", tooltip="From Nexus-Gen AR Model Loader"),
+                io.Image.Input("image", tooltip="One embedding set per image of the batch"),
+                io.Combo.Input("tokens", options=["81", "324"], default="81",
+                               tooltip="81 = 252x252 (decoder input), 324 = 504x504 (editing reference)"),
+                io.Combo.Input("resize", options=["crop", "squash"], default="crop",
+                               tooltip="crop = shortest side + centre crop (the decoder's training); squash = the "
+                                       "reference's resize, aspect ignored"),
+            ],
+            outputs=[NexusEmbeds.Output(display_name="embeds", tooltip="(B, tokens, D) embeddings")],
+        )
+
+    @classmethod
+    def execute(cls, nexus_ar, image, tokens, resize) -> io.NodeOutput:
+        ar = nexus_ar.ready()
+        embs = [encode_image(ar, to_pil(image, i), int(tokens), resize) for i in range(image.shape[0])]
+        target = torch.stack(embs)
+        if int(tokens) == 324:  # reference-only set: usable as an editing reference
+            return io.NodeOutput(Embeds(_out(target[:, :0]), _out(target), [], "image"))
+        return io.NodeOutput(Embeds(_out(target), None, [], "image"))
+
+
+class NexusGenEmbedsBlend(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NexusGenEmbedsBlend", display_name="Nexus-Gen Embeddings Blend", category=CATEGORY,
+            description="Mix two embedding sets (prompt with prompt, prompt with image): weight 0 = a, 1 = b.",
+            inputs=[
+                NexusEmbeds.Input("a", tooltip="First embeddings"),
+                NexusEmbeds.Input("b", tooltip="Second embeddings (same token count)"),
+                io.Float.Input("weight", default=0.5, min=-1.0, max=2.0, step=0.01,
+                               tooltip="0 = a, 1 = b; outside 0..1 extrapolates"),
+                io.Combo.Input("method", options=["slerp", "lerp"], default="slerp",
+                               tooltip="slerp keeps each token's norm; lerp is plain linear"),
+            ],
+            outputs=[NexusEmbeds.Output(display_name="embeds", tooltip="Blended embeddings")],
+        )
+
+    @classmethod
+    def execute(cls, a, b, weight, method) -> io.NodeOutput:
+        target = blend(a.target, b.target, weight, method)
+        ref = a.reference if a.reference is not None else b.reference
+        return io.NodeOutput(Embeds(target, ref, a.texts + b.texts, "blend"))

@@ -1,0 +1,108 @@
+"""Model folders: register models/nexus_gen (keeping extra_model_paths.yaml entries) and list what is there."""
+from __future__ import annotations
+
+import json
+import os
+
+FOLDER = "nexus_gen"
+DECODER_FORMAT = "nexus-gen-decoder"
+
+
+def register(folder_paths) -> None:
+    default = os.path.join(folder_paths.models_dir, FOLDER)
+    exts = set(folder_paths.supported_pt_extensions)
+    if FOLDER in folder_paths.folder_names_and_paths:
+        paths, old = folder_paths.folder_names_and_paths[FOLDER]
+        if default not in paths:
+            paths.append(default)
+        folder_paths.folder_names_and_paths[FOLDER] = (paths, set(old) | exts)
+    else:
+        folder_paths.folder_names_and_paths[FOLDER] = ([default], exts)
+
+
+def _roots(folder_paths, names) -> list[str]:
+    roots = []
+    for name in names:
+        try:
+            roots += [p for p in folder_paths.get_folder_paths(name) if os.path.isdir(p)]
+        except KeyError:
+            pass
+    return roots
+
+
+def model_folders(roots: list[str]) -> list[str]:
+    """Relative paths of folders holding a Qwen2.5-VL config.json (the AR model), found under `roots`."""
+    found = set()
+    for root in roots:
+        for cur, dirs, files in os.walk(root, followlinks=True):
+            if "config.json" in files:
+                try:
+                    with open(os.path.join(cur, "config.json"), encoding="utf-8") as f:
+                        cfg = json.load(f)
+                except (OSError, ValueError):
+                    continue
+                if cfg.get("model_type") == "qwen2_5_vl" or "vision_config" in cfg:
+                    found.add(os.path.relpath(cur, root).replace(os.sep, "/"))
+                    dirs[:] = []
+    return sorted(found)
+
+
+def resolve_model_folder(folder_paths, rel: str) -> str:
+    for root in _roots(folder_paths, (FOLDER, "LLM")):
+        cand = os.path.join(root, rel)
+        if os.path.isfile(os.path.join(cand, "config.json")):
+            return cand
+    raise FileNotFoundError(f"Nexus-Gen model folder '{rel}' not found under models/{FOLDER} or models/LLM "
+                            "(expected a folder with config.json)")
+
+
+def looks_like_decoder(path: str) -> bool:
+    """.bin files named *decoder*, or safetensors whose header shows a Nexus-Gen decoder (cheap header read)."""
+    name = os.path.basename(path).lower()
+    if name.endswith(".bin"):
+        return "decoder" in name
+    if not name.endswith((".safetensors", ".sft")):
+        return False
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if n <= 0 or n > 100_000_000:
+                return False
+            header = json.loads(f.read(n))
+    except (OSError, ValueError):
+        return False
+    if (header.get("__metadata__") or {}).get("format") == DECODER_FORMAT:
+        return True
+    return any(k.startswith(("adapter.", "embedding_merger.")) for k in header)
+
+
+def decoder_files(folder_paths) -> list[str]:
+    out = set()
+    for name in (FOLDER, "diffusion_models"):
+        try:
+            files = folder_paths.get_filename_list(name)
+        except KeyError:
+            continue
+        for rel in files:
+            full = folder_paths.get_full_path(name, rel)
+            if full and looks_like_decoder(full):
+                out.add(rel)
+    return sorted(out)
+
+
+def resolve_decoder(folder_paths, rel: str) -> str:
+    for name in (FOLDER, "diffusion_models"):
+        try:
+            full = folder_paths.get_full_path(name, rel)
+        except KeyError:
+            full = None
+        if full:
+            return full
+    raise FileNotFoundError(f"Decoder '{rel}' not found under models/{FOLDER} or models/diffusion_models")
+
+
+def tokenizer_for(path: str, bundled: str) -> str:
+    """A `<stem>.tokenizer/` folder next to a text-encoder file wins; otherwise ComfyUI's bundled copy."""
+    stem = os.path.splitext(path)[0]
+    local = stem + ".tokenizer"
+    return local if os.path.isdir(local) else bundled

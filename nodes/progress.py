@@ -1,0 +1,36 @@
+"""Progress bars, streamed text and interrupts for nexus_core loops."""
+from __future__ import annotations
+
+import time
+
+import comfy.model_management as mm
+import comfy.utils
+
+
+def token_callbacks(total: int, node_id=None, stream=None):
+    """(on_token, should_stop) for nexus_core decoding: a progress bar per token (which also raises on
+    interrupt inside the server) and, if `stream(text)` is given, the decoded text about 5 times a second."""
+    bar = comfy.utils.ProgressBar(total, node_id=node_id)
+    last = [0.0]
+
+    def on_token(tok, ids):
+        bar.update_absolute(min(len(ids), total), total)
+        if stream is not None and (time.monotonic() - last[0] > 0.2 or tok is None):
+            last[0] = time.monotonic()
+            stream(ids)
+
+    return on_token, mm.processing_interrupted
+
+
+def send_text(text: str, node_id) -> None:
+    """Show text on the node while it runs (ComfyUI's progress_text event); a no-op outside the server."""
+    try:
+        from server import PromptServer
+        if PromptServer.instance is not None and node_id is not None:
+            PromptServer.instance.send_progress_text(text, node_id)
+    except (ImportError, AttributeError):
+        pass
+
+
+def check_interrupt() -> None:
+    mm.throw_exception_if_processing_interrupted()

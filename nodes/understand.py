@@ -1,0 +1,42 @@
+"""Understanding: image? + question -> answer, streamed onto the node while it is written."""
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..nexus_core.ar import understand
+from .embeds import to_pil
+from .progress import send_text, token_callbacks
+from .types import CATEGORY, NexusAR
+
+
+class NexusGenUnderstand(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NexusGenUnderstand", display_name="Nexus-Gen Understand", category=CATEGORY,
+            description="Answers a question about an image (or a text-only question). The text appears on the node "
+                        "while it is produced; connect the output to Preview Any to keep it.",
+            inputs=[
+                NexusAR.Input("nexus_ar", tooltip="From Nexus-Gen AR Model Loader"),
+                io.String.Input("question", multiline=True, default="",
+                                tooltip="Empty with an image = 'Please give a brief description of the image.'"),
+                io.Image.Input("image", optional=True, tooltip="Optional image (first of a batch)"),
+                io.Int.Input("max_new_tokens", default=1024, min=1, max=8192, tooltip="Answer budget in tokens"),
+                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
+                             tooltip="Only used if the model's generation config samples"),
+            ],
+            outputs=[io.String.Output(display_name="answer", tooltip="The model's answer")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, nexus_ar, question, max_new_tokens, seed, image=None) -> io.NodeOutput:
+        ar = nexus_ar.ready()
+        node = cls.hidden.unique_id
+        stream = lambda ids: send_text(ar.tokenizer.decode(ids, skip_special_tokens=True), node)  # noqa: E731
+        on_token, stop = token_callbacks(max_new_tokens, node, stream)
+        pil = None if image is None else to_pil(image)
+        text = understand(ar, question, pil, max_new_tokens=max_new_tokens, seed=seed, on_token=on_token,
+                          should_stop=stop)
+        send_text(text, node)
+        return io.NodeOutput(text)
