@@ -19,7 +19,13 @@ def token_callbacks(total: int, node_id=None, stream=None):
             last[0] = time.monotonic()
             stream(ids)
 
-    return on_token, mm.processing_interrupted
+    return on_token, _raise_if_interrupted
+
+
+def _raise_if_interrupted() -> bool:
+    """Raise ComfyUI's own InterruptProcessingException (reported as an interruption, not an error)."""
+    mm.throw_exception_if_processing_interrupted()
+    return False
 
 
 def send_text(text: str, node_id) -> None:

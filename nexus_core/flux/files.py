@@ -1,6 +1,6 @@
 """Find the FLUX.1-dev subset Nexus-Gen needs (CLIP-L, T5-XXL, tokenizers, AE) in a folder.
 
-Accepted: the diffusers folder form (text_encoder/, text_encoder_2/, tokenizer/, tokenizer_2/, vae/) or single
+Accepted: a ComfyUI models folder (text_encoders/, vae/), the diffusers folder form (text_encoder/, text_encoder_2/, tokenizer/, tokenizer_2/, vae/) or single
 files (clip_l*.safetensors, t5xxl*.safetensors, ae.safetensors) next to tokenizer/ and tokenizer_2/ folders;
 the reference's `{flux_path}/FLUX/FLUX.1-dev/` nesting is entered automatically. T5 is optional.
 """
@@ -29,10 +29,28 @@ def _first(folder: Path, *patterns) -> Path | None:
     return None
 
 
+def _comfy_models(folder: Path) -> FluxFiles | None:
+    """A ComfyUI models folder: text_encoders/clip_l*.safetensors (+ t5xxl*), vae/ae.safetensors; tokenizers from
+    `<stem>.tokenizer/` folders next to the files (ComfyUI itself uses its bundled copies)."""
+    te, vae = folder / "text_encoders", folder / "vae"
+    clip = _first(te, "clip_l*.safetensors") if te.is_dir() else None
+    ae = _first(vae, "ae.safetensors", "*flux*ae*.safetensors") if vae.is_dir() else None
+    if clip is None or ae is None:
+        return None
+    tok = lambda p: p.with_suffix(".tokenizer") if p is not None and p.with_suffix(".tokenizer").is_dir() else None
+    if tok(clip) is None:
+        raise NexusError(f"No tokenizer for {clip}: put the CLIP tokenizer files in {clip.with_suffix('.tokenizer')}/")
+    t5 = _first(te, "t5xxl*.safetensors")
+    return FluxFiles(clip, tok(clip), ae, t5 if tok(t5) else None, tok(t5))
+
+
 def resolve_flux(folder) -> FluxFiles:
     folder = Path(folder)
     if not folder.is_dir():
         raise NexusError(f"FLUX folder not found: {folder}")
+    comfy = _comfy_models(folder)
+    if comfy is not None:
+        return comfy
     nested = folder / "FLUX" / "FLUX.1-dev"
     if nested.is_dir():
         folder = nested

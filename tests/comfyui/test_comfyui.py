@@ -1,0 +1,191 @@
+"""The node pack inside a real ComfyUI (COMFYUI_PATH), on tiny models: start-up, /object_info, every workflow in
+workflows/ run through /prompt, latents equal to `nexus-gen generate`, interrupt, and bad input."""
+import io
+import json
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from client import messages
+from workflow_format import input_specs, ui_to_api
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+NODES = ["NexusGenARLoader", "NexusGenDecoderLoader", "NexusGenTextEncoderLoader", "NexusGenPromptEmbeds",
+         "NexusGenEditEmbeds", "NexusGenImageEmbeds", "NexusGenEmbedsBlend", "NexusGenConditioning",
+         "NexusGenNegative", "NexusGenScheduler", "NexusGenUnderstand"]
+pytestmark = pytest.mark.comfyui
+
+
+def shrink(prompt: dict, steps: int = 3, width: int = 128, height: int = 96, tokens: int = 100) -> dict:
+    """The same graph, small: few steps, a small latent, a short AR budget."""
+    for node in prompt.values():
+        inp = node["inputs"]
+        if "steps" in inp:
+            inp["steps"] = steps
+        if node["class_type"] == "EmptySD3LatentImage":
+            inp.update(width=width, height=height)
+        if "max_new_tokens" in inp:
+            inp["max_new_tokens"] = tokens
+    return prompt
+
+
+def api(path: Path, object_info) -> dict:
+    return ui_to_api(json.loads(path.read_text()), object_info)
+
+
+def error_of(entry) -> dict:
+    return messages(entry).get("execution_error", {})
+
+
+def test_pack_imports_cleanly_and_fast(comfy_server):
+    _, _, log = comfy_server
+    text = log.read_text()
+    assert not re.search(r"IMPORT FAILED.*Nexus-Gen", text), text[-3000:]
+    assert "Cannot import" not in "".join(line for line in text.splitlines() if "Nexus-Gen" in line)
+    times = [float(m.group(1)) for m in re.finditer(r"^\s*([\d.]+) seconds.*ComfyUI-Nexus-Gen", text, re.M)]
+    assert times and times[0] < 0.5, times
+
+
+def test_object_info_lists_every_node_with_tooltips(object_info):
+    for name in NODES:
+        info = object_info[name]
+        assert info["category"] == "Nexus-Gen" and info["description"]
+        for inp, spec in input_specs(info):
+            assert len(spec) > 1 and spec[1].get("tooltip"), f"{name}.{inp} has no tooltip"
+        assert all(info["output_tooltips"]), name
+
+
+def test_folders_are_listed(object_info):
+    ar = object_info["NexusGenARLoader"]["input"]["required"]["model"]
+    dec = object_info["NexusGenDecoderLoader"]["input"]["required"]["decoder"]
+    assert "Nexus-GenV2" in str(ar)
+    assert "Nexus-GenV2/generation_decoder.bin" in str(dec) and "Nexus-GenV2/edit_decoder.bin" in str(dec)
+    assert "model-00001-of-00002.safetensors" not in str(dec)  # AR shards are not offered as decoders
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_workflow_runs(comfy_server, object_info, path):
+    client, _, _ = comfy_server
+    wf = json.loads(path.read_text())
+    prompt = shrink(ui_to_api(wf, object_info))
+    entry = client.run(prompt, wf)
+    assert entry["status"]["status_str"] == "success", json.dumps(error_of(entry))[:3000]
+    outputs = entry["outputs"]
+    images = [img for out in outputs.values() for img in out.get("images", [])]
+    texts = [t for out in outputs.values() for t in out.get("text", [])]
+    scale = 1.5 if any(n["class_type"] == "LatentUpscaleBy" for n in prompt.values()) else 1
+    for ref in images:
+        size = Image.open(io.BytesIO(client.image(ref))).size
+        assert size == (int(128 * scale), int(96 * scale)), (ref, size)
+    assert images or texts, outputs
+    for t in texts:
+        assert t.strip()
+    if "understanding" in path.stem:
+        assert texts
+
+
+def test_text_to_image_latents_equal_nexus_gen_generate(comfy_server, object_info, tmp_path):
+    """The reference-exact workflow gives the latents `nexus-gen generate` gives with the same settings."""
+    from nexus_core.cli import main
+
+    client, base, _ = comfy_server
+    prompt = shrink(api(REPO / "workflows" / "nexus_gen_text_to_image.json", object_info), steps=4)
+    sampler = next(k for k, n in prompt.items() if n["class_type"] == "SamplerCustom")
+    prompt["900"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler, 0], "filename_prefix": "exact/t2i"}}
+    entry = client.run(prompt)
+    assert entry["status"]["status_str"] == "success", json.dumps(error_of(entry))[:3000]
+    ref = entry["outputs"]["900"]["latents"][0]
+    comfy = load_file(str(base / "output" / ref["subfolder"] / ref["filename"]))["latent_tensor"]
+
+    embeds = next(n for n in prompt.values() if n["class_type"] == "NexusGenPromptEmbeds")["inputs"]
+    out = tmp_path / "g.png"
+    models = base / "models"
+    assert main(["generate", "--model", str(models / "nexus_gen" / "Nexus-GenV2"), "--flux", str(models),
+                 "--prompt", embeds["prompt"], "--max-new-tokens", "100", "--width", "128", "--height", "96",
+                 "--steps", "4", "--cfg", "3", "--seed", "52", "--negative", "", "--out", str(out),
+                 "--save-latents", str(tmp_path / "lat.safetensors"), "--device", "cpu"]) == 0
+    ours = load_file(str(tmp_path / "lat.safetensors"))["latents"] / 0.3611 + 0.1159  # DiT space -> VAE space
+    assert comfy.shape == ours.shape
+    print(f"max |ComfyUI - nexus-gen generate| latent diff: {(comfy.float() - ours.float()).abs().max():.2e}")
+    torch.testing.assert_close(comfy.float(), ours.float(), atol=1e-3, rtol=1e-3)
+
+
+def test_interrupt_stops_within_a_token_and_next_prompt_works(comfy_server, object_info):
+    client, _, _ = comfy_server
+    prompt = api(REPO / "workflows" / "nexus_gen_understanding.json", object_info)
+    ask = next(k for k, n in prompt.items() if n["class_type"] == "NexusGenUnderstand")
+    prompt[ask]["inputs"]["max_new_tokens"] = 8192
+    prompt[ask]["inputs"]["seed"] = 123  # a fresh cache key
+    code, body = client.queue(prompt)
+    assert code == 200
+    pid = body["prompt_id"]
+    time.sleep(3.0)
+    t = time.time()
+    client.post("/interrupt", {})
+    entry = client.wait(pid, 60)
+    stopped_after = time.time() - t
+    assert "execution_interrupted" in messages(entry), entry["status"]
+    print(f"interrupt took effect after {stopped_after:.2f}s")
+    assert stopped_after < 5, stopped_after
+    ok = client.run(shrink(api(REPO / "workflows" / "nexus_gen_understanding.json", object_info)))
+    assert ok["status"]["status_str"] == "success"
+
+
+def _bad(client, prompt, pattern):
+    entry = client.run(prompt)
+    err = error_of(entry)
+    assert entry["status"]["status_str"] == "error" and re.search(pattern, err.get("exception_message", "")), err
+    assert client.get("/system_stats")  # the server is alive
+
+
+def test_truncated_decoder_is_a_node_error(comfy_server, object_info):
+    client, base, _ = comfy_server
+    src = base / "models" / "nexus_gen" / "Nexus-GenV2" / "generation_decoder.bin"
+    broken = base / "models" / "nexus_gen" / "broken_generation_decoder.bin"
+    broken.write_bytes(src.read_bytes()[: src.stat().st_size // 3])
+    prompt = shrink(api(REPO / "workflows" / "nexus_gen_variation.json", object_info))
+    loader = next(n for n in prompt.values() if n["class_type"] == "NexusGenDecoderLoader")
+    loader["inputs"]["decoder"] = "broken_generation_decoder.bin"
+    _bad(client, prompt, r"broken_generation_decoder.bin.*(truncated|corrupt)")
+
+
+def test_missing_file_is_refused_before_running(comfy_server, object_info):
+    client, _, _ = comfy_server
+    prompt = shrink(api(REPO / "workflows" / "nexus_gen_variation.json", object_info))
+    next(n for n in prompt.values() if n["class_type"] == "NexusGenDecoderLoader")["inputs"]["decoder"] = "nope.bin"
+    code, body = client.queue(prompt)
+    assert code == 400 and "nope.bin" in json.dumps(body)
+
+
+def test_negative_without_t5_is_a_node_error(comfy_server, object_info):
+    client, _, _ = comfy_server
+    prompt = shrink(api(REPO / "workflows" / "nexus_gen_text_to_image.json", object_info))
+    next(n for n in prompt.values() if n["class_type"] == "NexusGenTextEncoderLoader")["inputs"]["t5xxl"] = "none"
+    _bad(client, prompt, r"needs T5-XXL")
+
+
+def test_plain_qwen_folder_is_a_node_error(comfy_server, object_info):
+    client, base, _ = comfy_server
+    src = base / "models" / "nexus_gen" / "Nexus-GenV2"
+    plain = base / "models" / "nexus_gen" / "Plain-Qwen2.5-VL"
+    if not plain.exists():
+        shutil.copytree(src, plain, ignore=shutil.ignore_patterns("*decoder*"))
+        index = json.loads((plain / "model.safetensors.index.json").read_text())
+        from safetensors.torch import save_file
+        for key in ("vision_head.weight", "image_prefill_embeds.weight"):
+            shard = plain / index["weight_map"].pop(key)
+            state = load_file(str(shard))
+            del state[key]
+            save_file(state, str(shard))
+        (plain / "model.safetensors.index.json").write_text(json.dumps(index))
+    prompt = shrink(api(REPO / "workflows" / "nexus_gen_understanding.json", object_info))
+    next(n for n in prompt.values() if n["class_type"] == "NexusGenARLoader")["inputs"]["model"] = "Plain-Qwen2.5-VL"
+    _bad(client, prompt, r"no 'vision_head.weight'.*not Nexus-Gen")
