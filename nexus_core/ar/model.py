@@ -55,9 +55,16 @@ class NexusAR:
             vision_start=cfg.vision_start_token_id,
             vision_end=cfg.vision_end_token_id,
             eos=tuple(int(e) for e in eos if e is not None),
-            pad=int(gen.get("pad_token_id", tokenizer.pad_token_id or eos[0])),
+            pad=int(gen.get("pad_token_id", getattr(tokenizer, "pad_token_id", None) or eos[0])),
         )
         self.sampling = SamplingConfig.from_generation_config(gen)
+
+    @classmethod
+    def from_parts(cls, model, vision_head: torch.Tensor, prefill_table: torch.Tensor | None,
+                   generation_config: dict | None = None) -> "NexusAR":
+        """A NexusAR around an in-memory model (benchmarks, synthetic tests): no tokenizer, token ids only."""
+        ckpt = ArCheckpoint(Path("<memory>"), model.config.to_dict(), [], {}, generation_config or {})
+        return cls(model, None, None, ckpt, vision_head, prefill_table)
 
     # --- properties the rest of the core reads ---------------------------------------------------
     @property
