@@ -167,8 +167,9 @@ def _ar_config(model_dir):
     return json.loads(p.read_text()) if p.is_file() else None
 
 
-def cmd_generate(a):
-    from .ar import generation_request, predict
+def _embed_then_decode(a, kind, make_requests, reference=None):
+    """Load the AR, predict the embeddings of `make_requests(ar)`, then decode them with the `kind` decoder."""
+    from .ar import predict
     from .pipeline import Timings
 
     t = Timings()
@@ -176,24 +177,23 @@ def cmd_generate(a):
         ar = _load(a)
     with t.stage("AR embeddings"):
         kw = {} if a.mode == "fast" else dict(max_new_tokens=a.max_new_tokens)
-        res = predict(ar, [generation_request(p, a.language) for p in a.prompt], a.mode, **kw)
+        res = predict(ar, make_requests(ar), a.mode, **kw)
+        ref = reference(ar) if reference is not None else None
     print(f"AR reply: {res.texts[0]}", file=sys.stderr)
-    _run_decode(a, "generation", res.embeddings, None, res.texts, ar, t)
+    _run_decode(a, kind, res.embeddings, ref, res.texts, ar, t)
+
+
+def cmd_generate(a):
+    from .ar import generation_request
+
+    _embed_then_decode(a, "generation", lambda ar: [generation_request(p, a.language) for p in a.prompt])
 
 
 def cmd_edit(a):
-    from .ar import editing_request, predict, reference_embeddings
-    from .pipeline import Timings
+    from .ar import editing_request, reference_embeddings
 
-    t = Timings()
-    with t.stage("load AR"):
-        ar = _load(a)
-    with t.stage("AR embeddings"):
-        kw = {} if a.mode == "fast" else dict(max_new_tokens=a.max_new_tokens)
-        res = predict(ar, [editing_request(ar, a.image, a.instruction, a.language)], a.mode, **kw)
-        ref = reference_embeddings(ar, a.image).unsqueeze(0) if a.decoder_kind == "editing" else None
-    print(f"AR reply: {res.texts[0]}", file=sys.stderr)
-    _run_decode(a, a.decoder_kind, res.embeddings, ref, res.texts, ar, t)
+    ref = (lambda ar: reference_embeddings(ar, a.image).unsqueeze(0)) if a.decoder_kind == "editing" else None
+    _embed_then_decode(a, a.decoder_kind, lambda ar: [editing_request(ar, a.image, a.instruction, a.language)], ref)
 
 
 def cmd_variation(a):

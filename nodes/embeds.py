@@ -33,6 +33,14 @@ def _out(t: torch.Tensor) -> torch.Tensor:
     return t.to(mm.intermediate_device())
 
 
+def _decode_kwargs(mode: str, max_new_tokens: int, seed: int, node_id) -> dict:
+    """Reference mode runs a token loop: give it a progress bar and the interrupt hook; fast mode is one forward."""
+    if mode != "reference":
+        return {}
+    on_token, stop = token_callbacks(max_new_tokens, node_id)
+    return dict(max_new_tokens=max_new_tokens, seed=seed, on_token=on_token, should_stop=stop)
+
+
 class NexusGenPromptEmbeds(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -61,11 +69,7 @@ class NexusGenPromptEmbeds(io.ComfyNode):
     def execute(cls, nexus_ar, prompt, language, mode, one_per_line, seed, max_new_tokens) -> io.NodeOutput:
         ar = nexus_ar.ready()
         reqs = [generation_request(p, language) for p in split_prompts(prompt, one_per_line)]
-        kw = {}
-        if mode == "reference":
-            on_token, stop = token_callbacks(max_new_tokens, cls.hidden.unique_id)
-            kw = dict(max_new_tokens=max_new_tokens, seed=seed, on_token=on_token, should_stop=stop)
-        res = predict(ar, reqs, mode, **kw)
+        res = predict(ar, reqs, mode, **_decode_kwargs(mode, max_new_tokens, seed, cls.hidden.unique_id))
         return io.NodeOutput(Embeds(_out(res.embeddings), None, res.texts, "prompt"), "\n".join(res.texts))
 
 
@@ -98,11 +102,8 @@ class NexusGenEditEmbeds(io.ComfyNode):
     def execute(cls, nexus_ar, image, instruction, mode, seed, max_new_tokens) -> io.NodeOutput:
         ar = nexus_ar.ready()
         pil = to_pil(image)
-        kw = {}
-        if mode == "reference":
-            on_token, stop = token_callbacks(max_new_tokens, cls.hidden.unique_id)
-            kw = dict(max_new_tokens=max_new_tokens, seed=seed, on_token=on_token, should_stop=stop)
-        res = predict(ar, [editing_request(ar, pil, instruction)], mode, **kw)
+        res = predict(ar, [editing_request(ar, pil, instruction)], mode,
+                      **_decode_kwargs(mode, max_new_tokens, seed, cls.hidden.unique_id))
         ref = reference_embeddings(ar, pil).unsqueeze(0)
         return io.NodeOutput(Embeds(_out(res.embeddings), _out(ref), res.texts, "edit"), res.texts[0])
 

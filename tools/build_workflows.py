@@ -1,5 +1,6 @@
 """Writes the example workflows in workflows/ (UI format) from compact specs, with /object_info from a running
-ComfyUI that has this pack loaded, plus a same-stem .jpg thumbnail drawn from the graph.
+ComfyUI that has this pack loaded. The same-stem .jpg thumbnails are screenshots of the real frontend taken by
+tools/screenshot_workflows.js (headless Chromium).
 
     python tools/build_workflows.py --server http://127.0.0.1:8188
 """
@@ -45,6 +46,20 @@ def sampler_custom(steps, cfg, seed, latent="latent", negative=("neg", 0)):
     ]
 
 
+def edit_graph(decoder, instruction, prefix, with_reply=False):
+    return [
+        AR, decoder, TE, VAE, IMG,
+        ("embeds", "NexusGenEditEmbeds", {"instruction": instruction, "mode": "reference", "seed": 0,
+                                          "max_new_tokens": 1024}, {"nexus_ar": ("ar", 0), "image": ("img", 0)}),
+        ("cond", "NexusGenConditioning", {"guidance": 3.5, "use_reference": True},
+         {"embeds": ("embeds", 0), "projector": ("dec", 1), "text_encoders": ("te", 0)}),
+        ("neg", "ConditioningZeroOut", {}, {"conditioning": ("cond", 0)}),
+        ("latent", "EmptySD3LatentImage", {"width": 512, "height": 512, "batch_size": 1}, {}),
+        *sampler_custom(50, 1.0, 42),
+        ("save", "SaveImage", {"filename_prefix": prefix}, {"images": ("decode", 0)}),
+    ] + ([("reply", "PreviewAny", {}, {"source": ("embeds", 1)})] if with_reply else [])
+
+
 WORKFLOWS = {
     "nexus_gen_text_to_image": ("Text to image with the generation decoder, exactly the reference's settings "
                                 "(sigmas, euler, cfg 3 with the T5 negative, seed 52): the same latents as "
@@ -62,32 +77,12 @@ WORKFLOWS = {
         ("reply", "PreviewAny", {}, {"source": ("embeds", 1)}),
     ]),
     "nexus_gen_edit": ("Image editing with the editing decoder (81 target + 324 reference embeddings, editing "
-                       "position ids), cfg 1 as in the reference.", [
-        AR, EDIT_DEC, TE, VAE, IMG,
-        ("embeds", "NexusGenEditEmbeds", {"instruction": "Add a pair of sunglasses.", "mode": "reference",
-                                          "seed": 0, "max_new_tokens": 1024},
-         {"nexus_ar": ("ar", 0), "image": ("img", 0)}),
-        ("cond", "NexusGenConditioning", {"guidance": 3.5, "use_reference": True},
-         {"embeds": ("embeds", 0), "projector": ("dec", 1), "text_encoders": ("te", 0)}),
-        ("neg", "ConditioningZeroOut", {}, {"conditioning": ("cond", 0)}),
-        ("latent", "EmptySD3LatentImage", {"width": 512, "height": 512, "batch_size": 1}, {}),
-        *sampler_custom(50, 1.0, 42),
-        ("save", "SaveImage", {"filename_prefix": "nexus_gen/edit"}, {"images": ("decode", 0)}),
-        ("reply", "PreviewAny", {}, {"source": ("embeds", 1)}),
-    ]),
+                       "position ids), cfg 1 as in the reference.",
+                       edit_graph(EDIT_DEC, "Add a pair of sunglasses.", "nexus_gen/edit", with_reply=True)),
     "nexus_gen_edit_generation_decoder": ("Editing through the generation decoder (the AR's 81 embeddings only): "
-                                          "suited to large conceptual edits.", [
-        AR, GEN_DEC, TE, VAE, IMG,
-        ("embeds", "NexusGenEditEmbeds", {"instruction": "Turn it into a watercolor painting.", "mode": "reference",
-                                          "seed": 0, "max_new_tokens": 1024},
-         {"nexus_ar": ("ar", 0), "image": ("img", 0)}),
-        ("cond", "NexusGenConditioning", {"guidance": 3.5, "use_reference": True},
-         {"embeds": ("embeds", 0), "projector": ("dec", 1), "text_encoders": ("te", 0)}),
-        ("neg", "ConditioningZeroOut", {}, {"conditioning": ("cond", 0)}),
-        ("latent", "EmptySD3LatentImage", {"width": 512, "height": 512, "batch_size": 1}, {}),
-        *sampler_custom(50, 1.0, 42),
-        ("save", "SaveImage", {"filename_prefix": "nexus_gen/edit_gendec"}, {"images": ("decode", 0)}),
-    ]),
+                                          "suited to large conceptual edits.",
+                                          edit_graph(GEN_DEC, "Turn it into a watercolor painting.",
+                                                     "nexus_gen/edit_gendec")),
     "nexus_gen_understanding": ("Image understanding: ask about an image; the answer streams onto the node.", [
         AR, IMG,
         ("ask", "NexusGenUnderstand", {"question": "Please give a brief description of the image.",
@@ -137,6 +132,13 @@ WORKFLOWS = {
 }
 
 
+WRAP = 7  # columns in the first band
+
+
+def band_top(rows: dict) -> int:
+    return max((y for (band, _c), y in rows.items() if band == 0), default=40) + 80
+
+
 def build(name: str, description: str, spec: list, info: dict) -> dict:
     ids = {key: i + 1 for i, (key, *_rest) in enumerate(spec)}
     depth = {}
@@ -144,7 +146,7 @@ def build(name: str, description: str, spec: list, info: dict) -> dict:
         depth[key] = 1 + max((depth[src] for src, _ in links.values()), default=-1)
     nodes, links, link_id = [], [], 0
     out_links: dict[tuple[str, int], list[int]] = {}
-    rows: dict[int, int] = {}
+    rows: dict[tuple[int, int], int] = {}
     for order, (key, cls, widgets, inputs) in enumerate(spec):
         ni = info[cls]
         node_inputs = []
@@ -167,14 +169,23 @@ def build(name: str, description: str, spec: list, info: dict) -> dict:
                 if extra_values(ispec):
                     values.append("fixed" if ispec[1].get("control_after_generate") else "image")
         col = depth[key]
-        row = rows.get(col, 0)
-        rows[col] = row + 1
+        n_widgets = sum(1 for n_, sp in input_specs(ni) if is_widget(sp) and n_ not in inputs)
+        height = 46 + 24 * max(len(node_inputs), len(ni["output"])) + 26 * n_widgets
+        height += 110 * sum(1 for n_, sp in input_specs(ni) if is_widget(sp) and n_ not in inputs and len(sp) > 1
+                            and isinstance(sp[1], dict) and sp[1].get("multiline"))  # text boxes
+        height += 280 * (cls == "LoadImage")  # the image preview
+        band = 1 if col >= WRAP else 0  # long graphs continue in a second band, so they stay legible
+        if band:
+            col -= WRAP - 2
+            rows.setdefault((1, col), band_top(rows))
+        y = rows.get((band, col), 40)
+        rows[(band, col)] = y + height + 40
         props = {"Node name for S&R": cls, "cnr_id": PACK_ID if cls.startswith("NexusGen") else "comfy-core"}
         models = [{"name": v, "url": MODEL_URLS[v][0], "directory": MODEL_URLS[v][1]}
                   for v in widgets.values() if isinstance(v, str) and v in MODEL_URLS]
         if models:
             props["models"] = models
-        nodes.append({"id": ids[key], "type": cls, "pos": [40 + 360 * col, 40 + 230 * row], "size": [320, 190],
+        nodes.append({"id": ids[key], "type": cls, "pos": [40 + 340 * col, y], "size": [300, height],
                       "flags": {}, "order": order, "mode": 0, "inputs": node_inputs,
                       "outputs": [{"name": n, "type": t, "links": [], "slot_index": i}
                                   for i, (n, t) in enumerate(zip(ni["output_name"], ni["output"]))],
@@ -189,36 +200,6 @@ def build(name: str, description: str, spec: list, info: dict) -> dict:
             "version": 0.4}
 
 
-def thumbnail(workflow: dict, path: Path, title: str):
-    """A drawing of the graph: one box per node, one line per link."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    nodes = {n["id"]: n for n in workflow["nodes"]}
-    w = max(n["pos"][0] for n in nodes.values()) + 400
-    h = max(n["pos"][1] for n in nodes.values()) + 260
-    img = Image.new("RGB", (w, h), (32, 32, 36))
-    d = ImageDraw.Draw(img)
-    try:
-        big = ImageFont.truetype("DejaVuSans-Bold.ttf", 20)
-        small = ImageFont.truetype("DejaVuSans.ttf", 16)
-    except OSError:
-        big, small = ImageFont.load_default(size=20), ImageFont.load_default(size=16)
-    for _lid, src, _s, dst, _d, _t in workflow["links"]:
-        a, b = nodes[src]["pos"], nodes[dst]["pos"]
-        d.line([(a[0] + 320, a[1] + 40), (b[0], b[1] + 40)], fill=(120, 170, 230), width=3)
-    for n in nodes.values():
-        x, y = n["pos"]
-        nexus = n["type"].startswith("NexusGen")
-        d.rounded_rectangle([x, y, x + 320, y + 190], 12, fill=(58, 52, 80) if nexus else (60, 60, 64),
-                            outline=(190, 160, 255) if nexus else (140, 140, 140), width=3)
-        d.text((x + 12, y + 10), n.get("title") or n["type"], fill=(255, 255, 255), font=big)
-        for i, v in enumerate(n["widgets_values"][:6]):
-            d.text((x + 12, y + 44 + 22 * i), str(v)[:34], fill=(200, 200, 200), font=small)
-    d.text((20, h - 40), title, fill=(255, 220, 120), font=big)
-    img.thumbnail((1024, 1024))
-    img.save(path, quality=88)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--server", default="http://127.0.0.1:8188")
@@ -229,7 +210,6 @@ def main(argv=None):
     for name, (description, spec) in WORKFLOWS.items():
         wf = build(name, description, spec, info)
         (OUT / f"{name}.json").write_text(json.dumps(wf, indent=1, ensure_ascii=False) + "\n")
-        thumbnail(wf, OUT / f"{name}.jpg", name)
         print("wrote", OUT / f"{name}.json")
     return 0
 
