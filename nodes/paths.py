@@ -9,15 +9,18 @@ DECODER_FORMAT = "nexus-gen-decoder"
 
 
 def register(folder_paths) -> None:
-    default = os.path.join(folder_paths.models_dir, FOLDER)
+    """models/nexus_gen (decoders, AR folders) and models/LLM (AR folders, a common convention), keeping any
+    paths extra_model_paths.yaml already gave these keys."""
     exts = set(folder_paths.supported_pt_extensions)
-    if FOLDER in folder_paths.folder_names_and_paths:
-        paths, old = folder_paths.folder_names_and_paths[FOLDER]
-        if default not in paths:
-            paths.append(default)
-        folder_paths.folder_names_and_paths[FOLDER] = (paths, set(old) | exts)
-    else:
-        folder_paths.folder_names_and_paths[FOLDER] = ([default], exts)
+    for name in (FOLDER, "LLM"):
+        default = os.path.join(folder_paths.models_dir, name)
+        if name in folder_paths.folder_names_and_paths:
+            paths, old = folder_paths.folder_names_and_paths[name]
+            if default not in paths:
+                paths.append(default)
+            folder_paths.folder_names_and_paths[name] = (paths, set(old) | exts)
+        else:
+            folder_paths.folder_names_and_paths[name] = ([default], exts)
 
 
 def _roots(folder_paths, names) -> list[str]:
