@@ -99,6 +99,13 @@ def cmd_embeds(a):
           file=sys.stderr)
 
 
+def _ar_embed_args(p, language: str):
+    p.add_argument("--language", choices=["en", "zh", "auto"], default=language)
+    p.add_argument("--mode", choices=["reference", "fast"], default="reference",
+                   help="reference = the model writes its reply; fast = fixed training reply, one forward")
+    p.add_argument("--max-new-tokens", type=int, default=1024)
+
+
 def _decode_args(p, kind):
     from .pipeline import DEFAULTS
     d = DEFAULTS[kind]
@@ -273,9 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("generate", help="text -> image")
     _common(s)
     s.add_argument("--prompt", action="append", required=True, help="repeat for a batch")
-    s.add_argument("--language", choices=["en", "zh", "auto"], default="en")
-    s.add_argument("--mode", choices=["reference", "fast"], default="reference")
-    s.add_argument("--max-new-tokens", type=int, default=1024)
+    _ar_embed_args(s, "en")
     _decode_args(s, "generation")
     s.set_defaults(func=cmd_generate)
 
@@ -283,11 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(s)
     s.add_argument("--image", required=True)
     s.add_argument("--instruction", required=True)
-    s.add_argument("--language", choices=["en", "zh", "auto"], default="auto")
     s.add_argument("--decoder-kind", choices=["editing", "generation"], default="editing",
                    help="generation = the generation decoder on the AR output only (large conceptual edits)")
-    s.add_argument("--mode", choices=["reference", "fast"], default="reference")
-    s.add_argument("--max-new-tokens", type=int, default=1024)
+    _ar_embed_args(s, "auto")
     _decode_args(s, "editing")
     s.set_defaults(func=cmd_edit)
 

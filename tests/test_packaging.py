@@ -38,7 +38,7 @@ def test_core_never_imports_comfyui():
 def test_no_unsafe_loading():
     for f in list((REPO / "nexus_core").rglob("*.py")) + list((REPO / "nodes").rglob("*.py")):
         text = f.read_text()
-        assert "trust_remote_code=True" not in text, f
+        assert "trust_remote_code" + "=True" not in text, f  # split so this file does not match itself
         for line in text.splitlines():
-            if "torch.load(" in line:
+            if "torch" + ".load(" in line:
                 assert "weights_only=True" in line, f"{f}: {line.strip()}"

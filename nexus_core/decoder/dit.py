@@ -6,6 +6,7 @@ import re
 import torch
 
 from ..errors import NexusError
+from ..meta_init import from_state
 from .checkpoint import DecoderFile
 from .keymap import bfl_to_diffsynth, convert_state_dict
 
@@ -59,12 +60,8 @@ def build_dit(dec: DecoderFile, dtype=torch.bfloat16, device="cpu", storage_dtyp
 
     sd = diffusers_state(dec)
     cfg = config_from_state(sd)
-    with torch.device("meta"):
-        model = FluxTransformer2DModel(**cfg)
-    try:
-        model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=True, assign=True)
-    except RuntimeError as e:
-        raise NexusError(f"{dec.path}: DiT weights do not fit a FLUX transformer: {str(e)[:400]}") from None
+    model = from_state(lambda: FluxTransformer2DModel(**cfg), sd, dtype,
+                       f"{dec.path}: DiT weights do not fit a FLUX transformer")
     model = model.to(device).eval().requires_grad_(False)
     if storage_dtype is not None:
         model.enable_layerwise_casting(storage_dtype=storage_dtype, compute_dtype=dtype)

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import NexusError
+from ..meta_init import from_state
 from ..safetensors_check import tensor_names
 
 FLUX_SCALE, FLUX_SHIFT = 0.3611, 0.1159
@@ -45,13 +46,8 @@ def load_vae(source, dtype=torch.float32, device="cpu"):
     tensor_names(source)
     sd = load_file(str(source))
     cfg = vae_config_from_bfl(sd)
-    converted = convert_ldm_vae_checkpoint(sd, cfg)
-    with torch.device("meta"):
-        vae = AutoencoderKL(**cfg)
-    try:
-        vae.load_state_dict({k: v.to(dtype) for k, v in converted.items()}, strict=True, assign=True)
-    except RuntimeError as e:
-        raise NexusError(f"{source} does not fit a FLUX autoencoder: {str(e)[:300]}") from None
+    vae = from_state(lambda: AutoencoderKL(**cfg), convert_ldm_vae_checkpoint(sd, cfg), dtype,
+                     f"{source} does not fit a FLUX autoencoder")
     return vae.to(device).eval()
 
 

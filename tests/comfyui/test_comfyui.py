@@ -92,55 +92,52 @@ def test_workflow_runs(comfy_server, object_info, path):
         assert texts
 
 
-def test_text_to_image_latents_equal_nexus_gen_generate(comfy_server, object_info, tmp_path):
-    """The reference-exact workflow gives the latents `nexus-gen generate` gives with the same settings."""
-    from nexus_core.cli import main
-
-    client, base, _ = comfy_server
-    prompt = shrink(api(REPO / "workflows" / "nexus_gen_text_to_image.json", object_info), steps=4)
+def comfy_latents(client, base, prompt) -> torch.Tensor:
+    """Run `prompt` with a SaveLatent after its SamplerCustom; return the saved latents (VAE space)."""
     sampler = next(k for k, n in prompt.items() if n["class_type"] == "SamplerCustom")
-    prompt["900"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler, 0], "filename_prefix": "exact/t2i"}}
+    prompt["900"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler, 0], "filename_prefix": "exact/x"}}
     entry = client.run(prompt)
     assert entry["status"]["status_str"] == "success", json.dumps(error_of(entry))[:3000]
     ref = entry["outputs"]["900"]["latents"][0]
-    comfy = load_file(str(base / "output" / ref["subfolder"] / ref["filename"]))["latent_tensor"]
+    return load_file(str(base / "output" / ref["subfolder"] / ref["filename"]))["latent_tensor"].float()
 
+
+def cli_latents(args: list, tmp_path) -> torch.Tensor:
+    """`nexus-gen ARGS --save-latents` at the shrunk settings; the latents moved from DiT space to VAE space."""
+    from nexus_core.cli import main
+
+    out = tmp_path / "lat.safetensors"
+    assert main(args + ["--max-new-tokens", "100", "--width", "128", "--height", "96", "--steps", "4",
+                        "--out", str(tmp_path / "x.png"), "--save-latents", str(out), "--device", "cpu"]) == 0
+    return load_file(str(out))["latents"].float() / 0.3611 + 0.1159
+
+
+def test_text_to_image_latents_equal_nexus_gen_generate(comfy_server, object_info, tmp_path):
+    """The reference-exact workflow gives the latents `nexus-gen generate` gives with the same settings."""
+    client, base, _ = comfy_server
+    prompt = shrink(api(REPO / "workflows" / "nexus_gen_text_to_image.json", object_info), steps=4)
+    comfy = comfy_latents(client, base, prompt)
     embeds = next(n for n in prompt.values() if n["class_type"] == "NexusGenPromptEmbeds")["inputs"]
-    out = tmp_path / "g.png"
     models = base / "models"
-    assert main(["generate", "--model", str(models / "nexus_gen" / "Nexus-GenV2"), "--flux", str(models),
-                 "--prompt", embeds["prompt"], "--max-new-tokens", "100", "--width", "128", "--height", "96",
-                 "--steps", "4", "--cfg", "3", "--seed", "52", "--negative", "", "--out", str(out),
-                 "--save-latents", str(tmp_path / "lat.safetensors"), "--device", "cpu"]) == 0
-    ours = load_file(str(tmp_path / "lat.safetensors"))["latents"] / 0.3611 + 0.1159  # DiT space -> VAE space
-    assert comfy.shape == ours.shape
-    print(f"max |ComfyUI - nexus-gen generate| latent diff: {(comfy.float() - ours.float()).abs().max():.2e}")
-    torch.testing.assert_close(comfy.float(), ours.float(), atol=1e-4, rtol=1e-4)
+    ours = cli_latents(["generate", "--model", str(models / "nexus_gen" / "Nexus-GenV2"), "--flux", str(models),
+                        "--prompt", embeds["prompt"], "--cfg", "3", "--seed", "52", "--negative", ""], tmp_path)
+    print(f"max |ComfyUI - nexus-gen generate| latent diff: {(comfy - ours).abs().max():.2e}")
+    torch.testing.assert_close(comfy, ours, atol=1e-4, rtol=1e-4)
 
 
 def test_edit_latents_equal_nexus_gen_edit(comfy_server, object_info, tmp_path):
     """The editing workflow (editing ids carried in model_conds, applied by the MODEL's wrapper) gives the latents
     `nexus-gen edit` gives: the position ids reach the DiT exactly as in the reference pipeline."""
-    from nexus_core.cli import main
-
     client, base, _ = comfy_server
     prompt = shrink(api(REPO / "workflows" / "nexus_gen_edit.json", object_info), steps=4)
-    sampler = next(k for k, n in prompt.items() if n["class_type"] == "SamplerCustom")
-    prompt["900"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler, 0], "filename_prefix": "exact/edit"}}
-    entry = client.run(prompt)
-    assert entry["status"]["status_str"] == "success", json.dumps(error_of(entry))[:3000]
-    ref = entry["outputs"]["900"]["latents"][0]
-    comfy = load_file(str(base / "output" / ref["subfolder"] / ref["filename"]))["latent_tensor"]
+    comfy = comfy_latents(client, base, prompt)
     embeds = next(n for n in prompt.values() if n["class_type"] == "NexusGenEditEmbeds")["inputs"]
     models = base / "models"
-    assert main(["edit", "--model", str(models / "nexus_gen" / "Nexus-GenV2"), "--flux", str(models),
-                 "--image", str(base / "input" / "example.png"), "--instruction", embeds["instruction"],
-                 "--max-new-tokens", "100", "--width", "128", "--height", "96", "--steps", "4", "--cfg", "1",
-                 "--seed", "42", "--out", str(tmp_path / "e.png"), "--save-latents", str(tmp_path / "lat.safetensors"),
-                 "--device", "cpu"]) == 0
-    ours = load_file(str(tmp_path / "lat.safetensors"))["latents"] / 0.3611 + 0.1159
-    print(f"max |ComfyUI - nexus-gen edit| latent diff: {(comfy.float() - ours.float()).abs().max():.2e}")
-    torch.testing.assert_close(comfy.float(), ours.float(), atol=1e-4, rtol=1e-4)
+    ours = cli_latents(["edit", "--model", str(models / "nexus_gen" / "Nexus-GenV2"), "--flux", str(models),
+                        "--image", str(base / "input" / "example.png"), "--instruction", embeds["instruction"],
+                        "--cfg", "1", "--seed", "42"], tmp_path)
+    print(f"max |ComfyUI - nexus-gen edit| latent diff: {(comfy - ours).abs().max():.2e}")
+    torch.testing.assert_close(comfy, ours, atol=1e-4, rtol=1e-4)
 
 
 def test_interrupt_stops_within_a_token_and_next_prompt_works(comfy_server, object_info):
