@@ -62,17 +62,16 @@ def build(cls_factory, device, dtype, std=0.02):
                 p.fill_(1.0)
             else:
                 p.zero_()
-        for name, b in model.named_buffers():  # rotary tables etc. were never computed on meta: recompute
-            if "inv_freq" in name:
+        # Computed buffers were never filled on the meta device: recompute the ones the measured stages use
+        # (the LM's rotary table, CLIP's position ids). The vision tower's rotary is left as allocated: the
+        # benchmark never runs the vision tower.
+        for name, b in model.named_buffers():
+            if "inv_freq" in name and hasattr(model.get_submodule(name.rsplit(".", 1)[0]), "config"):
                 mod = model.get_submodule(name.rsplit(".", 1)[0])
-                mod.inv_freq = type(mod)(**_rotary_args(mod)).inv_freq.to(device) if hasattr(mod, "config") else b
+                mod.inv_freq = type(mod)(config=mod.config).inv_freq.to(device)
             elif name.endswith("position_ids"):
                 b.copy_(torch.arange(b.shape[-1], device=device).expand_as(b))
     return model.eval().requires_grad_(False)
-
-
-def _rotary_args(mod):
-    return {"config": mod.config}
 
 
 # ----------------------------------------------------------------------------------------------- measurement

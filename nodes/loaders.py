@@ -22,7 +22,7 @@ from .types import CATEGORY, NexusAR, NexusProjector, NexusTextEncoders, Project
 class NexusGenARLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        folders = paths.model_folders(paths._roots(folder_paths, (paths.FOLDER, "LLM")))
+        folders = paths.model_folders(paths.search_roots(folder_paths, (paths.FOLDER, "LLM")))
         return io.Schema(
             node_id="NexusGenARLoader", display_name="Nexus-Gen AR Model Loader", category=CATEGORY,
             description="Loads the Nexus-Gen Qwen2.5-VL model (understanding, embeddings) under ComfyUI's memory "

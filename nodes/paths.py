@@ -23,7 +23,7 @@ def register(folder_paths) -> None:
             folder_paths.folder_names_and_paths[name] = ([default], exts)
 
 
-def _roots(folder_paths, names) -> list[str]:
+def search_roots(folder_paths, names) -> list[str]:
     roots = []
     for name in names:
         try:
@@ -51,7 +51,7 @@ def model_folders(roots: list[str]) -> list[str]:
 
 
 def resolve_model_folder(folder_paths, rel: str) -> str:
-    for root in _roots(folder_paths, (FOLDER, "LLM")):
+    for root in search_roots(folder_paths, (FOLDER, "LLM")):
         cand = os.path.join(root, rel)
         if os.path.isfile(os.path.join(cand, "config.json")):
             return cand
