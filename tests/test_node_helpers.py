@@ -1,0 +1,81 @@
+"""Helpers behind the nodes that need no ComfyUI: folder discovery, decoder detection, tokenizer lookup, blending."""
+import importlib.util
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from nexus_core.blend import blend
+from nexus_core.errors import NexusError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_paths():
+    # Loaded by file: the `nodes` package needs ComfyUI, and must never be importable as a top-level `nodes`.
+    spec = importlib.util.spec_from_file_location("nexus_nodes_paths", REPO / "nodes" / "paths.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_model_folders_finds_qwen_configs_only(tmp_path):
+    paths = load_paths()
+    (tmp_path / "a" / "Nexus-GenV2").mkdir(parents=True)
+    (tmp_path / "a" / "Nexus-GenV2" / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "config.json").write_text("{broken")
+    assert paths.model_folders([str(tmp_path)]) == ["a/Nexus-GenV2"]
+
+
+def test_decoder_detection(tmp_path, tiny_root):
+    from safetensors.torch import save_file
+
+    paths = load_paths()
+    ar = tiny_root / "Nexus-GenV2"
+    assert paths.looks_like_decoder(str(ar / "generation_decoder.bin"))
+    assert not paths.looks_like_decoder(str(ar / "model-00001-of-00002.safetensors"))
+    save_file({"adapter.0.weight": torch.zeros(1)}, str(tmp_path / "d.safetensors"))
+    assert paths.looks_like_decoder(str(tmp_path / "d.safetensors"))
+    (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 64)
+    assert not paths.looks_like_decoder(str(tmp_path / "junk.safetensors"))
+
+
+def test_register_keeps_existing_paths(tmp_path):
+    paths = load_paths()
+    fp = SimpleNamespace(models_dir=str(tmp_path), supported_pt_extensions={".bin", ".safetensors"},
+                         folder_names_and_paths={"nexus_gen": (["/from/yaml"], set())})
+    paths.register(fp)
+    nexus, exts = fp.folder_names_and_paths["nexus_gen"]
+    assert nexus == ["/from/yaml", str(tmp_path / "nexus_gen")] and ".bin" in exts
+    assert fp.folder_names_and_paths["LLM"][0] == [str(tmp_path / "LLM")]
+
+
+def test_tokenizer_lookup(tmp_path):
+    paths = load_paths()
+    f = tmp_path / "clip_l.safetensors"
+    f.write_bytes(b"")
+    assert paths.tokenizer_for(str(f), "/bundled") == "/bundled"
+    (tmp_path / "clip_l.tokenizer").mkdir()
+    assert paths.tokenizer_for(str(f), "/bundled") == str(tmp_path / "clip_l.tokenizer")
+
+
+def test_blend_endpoints_and_norms():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(1, 81, 64, generator=g) * 3
+    b = torch.randn(1, 81, 64, generator=g)
+    for method in ("slerp", "lerp"):
+        torch.testing.assert_close(blend(a, b, 0.0, method), a, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(blend(a, b, 1.0, method), b, atol=1e-5, rtol=1e-5)
+    mid = blend(a, b, 0.5, "slerp")
+    torch.testing.assert_close(mid.norm(dim=-1), (a.norm(dim=-1) + b.norm(dim=-1)) / 2, atol=1e-4, rtol=1e-4)
+    assert (blend(a, b, 0.5, "lerp").norm(dim=-1) < mid.norm(dim=-1)).float().mean() > 0.9  # lerp shrinks
+    assert blend(a, a.expand(3, -1, -1), 0.3).shape == (3, 81, 64)
+    with pytest.raises(NexusError, match="token count and width must match"):
+        blend(a, torch.zeros(1, 324, 64), 0.5)
+    with pytest.raises(NexusError, match="Unknown blend method"):
+        blend(a, b, 0.5, "cubic")
