@@ -161,6 +161,36 @@ def test_interrupt_stops_within_a_token_and_next_prompt_works(comfy_server, obje
     assert ok["status"]["status_str"] == "success"
 
 
+def test_progress_and_streamed_text_over_the_websocket(comfy_server, object_info, tmp_path):
+    """Understanding streams its text onto the node while it writes, and AR loops report progress."""
+    import os
+    import subprocess
+    import sys
+
+    client, _, _ = comfy_server
+    prompt = api(REPO / "workflows" / "nexus_gen_understanding.json", object_info)
+    ask = next(k for k, n in prompt.items() if n["class_type"] == "NexusGenUnderstand")
+    prompt[ask]["inputs"].update(max_new_tokens=600, seed=4242)  # uncached, long enough to stream several times
+    embeds_graph = shrink(api(REPO / "workflows" / "nexus_gen_text_to_image.json", object_info), tokens=300)
+    pe = next(k for k, n in embeds_graph.items() if n["class_type"] == "NexusGenPromptEmbeds")
+    embeds_graph[pe]["inputs"]["prompt"] = "a streamed fox"
+    for name, graph in (("und", prompt), ("gen", embeds_graph)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(graph))
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    run = lambda name: json.loads(subprocess.run(  # noqa: E731
+        [python, str(Path(__file__).parent / "ws_probe.py"), client.base, str(tmp_path / f"{name}.json")],
+        capture_output=True, text=True, timeout=300, check=True).stdout.strip().splitlines()[-1])
+    und = run("und")
+    node_texts = [t["text"] for t in und["texts"] if t["node"] == ask]
+    assert len(node_texts) >= 2, und["texts"][:5]
+    assert len(set(node_texts)) >= 2  # the text grew while it was written
+    assert any(p["node"] == ask and p["value"] > 1 for p in und["progress"])
+    gen = run("gen")
+    assert any(p["node"] == pe and p["value"] > 1 for p in gen["progress"]), gen["progress"][:5]
+    print(f"understanding: {len(node_texts)} streamed text updates, {sum(p['node'] == ask for p in und['progress'])} "
+          f"progress events")
+
+
 def _bad(client, prompt, pattern):
     entry = client.run(prompt)
     err = error_of(entry)
