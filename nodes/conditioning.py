@@ -8,6 +8,7 @@ import comfy.model_management as mm
 from comfy_api.latest import io
 
 from ..nexus_core.decoder import EDITING
+from ..nexus_core.decoder.loaded import project
 from ..nexus_core.decoder.schedule import SHIFT, sigmas
 from .flux_model import GRIDS_KEY, grids_tensor
 from .memory import ensure_loaded
@@ -37,33 +38,13 @@ class NexusGenConditioning(io.ComfyNode):
     @classmethod
     def execute(cls, embeds, projector, text_encoders, guidance, use_reference) -> io.NodeOutput:
         pooled = text_encoders.clip_pooled("")
-        device = ensure_loaded(projector.patcher)
-        module = projector.module
-        dtype = next(module.parameters()).dtype
-        target = embeds.target
-        if target.shape[1] == 0:
-            raise ValueError("These embeddings hold only 324 reference tokens; connect 81-token embeddings")
-        width = module[0].in_features if projector.kind != EDITING else module.projector[0].weight.shape[0]
-        if target.shape[-1] != width:
-            raise ValueError(f"Embeddings have width {target.shape[-1]} but this decoder expects {width} (the AR "
-                             "model's hidden size): use the matching Nexus-Gen model")
-        ref = embeds.reference if (use_reference and projector.kind == EDITING) else None
-        with torch.inference_mode():
-            if projector.kind == EDITING:
-                side = round(target.shape[1] ** 0.5)
-                tgrid = (1, 2 * side, 2 * side)
-                rgrid = None
-                if ref is not None:
-                    if ref.shape[0] != target.shape[0]:
-                        ref = ref[:1].expand(target.shape[0], -1, -1)
-                    rs = round(ref.shape[1] ** 0.5)
-                    rgrid = (1, 2 * rs, 2 * rs)
-                ctx = module.project(target.to(device, dtype), None if ref is None else ref.to(device, dtype),
-                                     tgrid, rgrid)
-                extra = {"model_conds": {GRIDS_KEY: comfy.conds.CONDRegular(grids_tensor(tgrid, rgrid))}}
-            else:
-                ctx = module.project(target.to(device, dtype))
-                extra = {}
+        ensure_loaded(projector.patcher)
+        ref = embeds.reference if use_reference else None
+        ctx, tgrid, rgrid = project(projector.kind, projector.module, embeds.target,
+                                    ref if projector.kind == EDITING else None)
+        extra = {}
+        if projector.kind == EDITING:  # the MODEL's wrapper turns these grids into the editing position ids
+            extra = {"model_conds": {GRIDS_KEY: comfy.conds.CONDRegular(grids_tensor(tgrid, rgrid))}}
         ctx = ctx.to(mm.intermediate_device(), torch.float32)
         cond = {"pooled_output": pooled.to(mm.intermediate_device(), torch.float32).expand(ctx.shape[0], -1),
                 "guidance": guidance, **extra}

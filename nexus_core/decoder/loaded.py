@@ -13,6 +13,43 @@ from .projectors import build_projector
 from .sampler import Conditioning
 
 
+def projector_width(kind: str, projector: torch.nn.Module) -> int:
+    """The embedding width a projector takes (the AR model's hidden size)."""
+    return projector[0].in_features if kind == GENERATION else projector.projector[0].weight.shape[0]
+
+
+def _grid(tokens: int) -> tuple[int, int, int]:
+    side = round(tokens ** 0.5)
+    return (1, 2 * side, 2 * side)  # unmerged patches of a square token grid
+
+
+@torch.inference_mode()
+def project(kind: str, projector: torch.nn.Module, target: torch.Tensor, reference: torch.Tensor | None = None):
+    """AR embeddings (B, N, D) (+ (B, M, D) reference embeddings, editing only) -> (context, target grid,
+    reference grid or None). Checks widths; a single reference set serves every target in the batch."""
+    if target.dim() == 2:
+        target = target.unsqueeze(0)
+    if target.shape[1] == 0:
+        raise NexusError("These embeddings hold only reference tokens; connect 81-token embeddings")
+    width = projector_width(kind, projector)
+    for what, t in (("embeddings", target), ("reference embeddings", reference)):
+        if t is not None and t.shape[-1] != width:
+            raise NexusError(f"{what} have width {t.shape[-1]} but this {kind} decoder expects {width} "
+                             "(the AR model's hidden size): use the matching Nexus-Gen model")
+    p = next(projector.parameters())
+    target = target.to(p.device, p.dtype)
+    if kind == GENERATION:
+        return projector.project(target), None, None
+    tgrid, rgrid = _grid(target.shape[1]), None
+    if reference is not None:
+        reference = reference.unsqueeze(0) if reference.dim() == 2 else reference
+        if reference.shape[0] != target.shape[0]:
+            reference = reference[:1].expand(target.shape[0], -1, -1)
+        reference = reference.to(p.device, p.dtype)
+        rgrid = _grid(reference.shape[1])
+    return projector.project(target, reference, tgrid, rgrid), tgrid, rgrid
+
+
 @dataclass
 class LoadedDecoder:
     kind: str
@@ -20,45 +57,22 @@ class LoadedDecoder:
     dit: torch.nn.Module
     path: str = ""
 
-    @property
-    def context_dim(self) -> int:
-        return self.dit.config.joint_attention_dim
-
-    @property
-    def embed_dim(self) -> int:
-        p = self.projector
-        return p[0].in_features if self.kind == GENERATION else p.projector[0].weight.shape[0]
-
     def check_embeddings(self, embeds: torch.Tensor, what: str = "embeddings"):
-        if embeds.shape[-1] != self.embed_dim:
+        width = projector_width(self.kind, self.projector)
+        if embeds.shape[-1] != width:
             raise NexusError(f"{what} have width {embeds.shape[-1]} but this {self.kind} decoder expects "
-                             f"{self.embed_dim} (the AR model's hidden size)")
+                             f"{width} (the AR model's hidden size)")
 
-    @torch.inference_mode()
     def positive(self, embeds: torch.Tensor, pooled: torch.Tensor, height: int, width: int,
                  reference: torch.Tensor | None = None, dtype=None) -> Conditioning:
         """Context from the AR embeddings (B, N, D) (+ (B, 324, D) reference embeddings for editing)."""
         dtype = dtype or self.dit.dtype
-        self.check_embeddings(embeds)
-        if embeds.dim() == 2:
-            embeds = embeds.unsqueeze(0)
-        device = next(self.projector.parameters()).device
+        ctx, tgrid, rgrid = project(self.kind, self.projector, embeds,
+                                    reference if self.kind == EDITING else None)
         if self.kind == GENERATION:
-            ctx = self.projector.project(embeds.to(device))
             ids = zero_text_ids(ctx.shape[1], dtype)
-        else:
-            if reference is not None:
-                self.check_embeddings(reference, "reference embeddings")
-            side = round(embeds.shape[1] ** 0.5)
-            tgrid = (1, 2 * side, 2 * side)
-            rgrid = None
-            if reference is not None:
-                rside = round(reference.shape[-2] ** 0.5)
-                rgrid = (1, 2 * rside, 2 * rside)
-            ctx = self.projector.project(embeds.to(device), None if reference is None else reference.to(device),
-                                         tgrid, rgrid)
-            # The reference picks the id layout from the context length (81 = target only).
-            ids = editing_text_ids(height, width, tgrid, rgrid or (1, 36, 36), reference is not None, dtype)
+        else:  # the reference picks the id layout from the context length (81 = target only)
+            ids = editing_text_ids(height, width, tgrid, rgrid or (1, 36, 36), rgrid is not None, dtype)
         return Conditioning(ctx.to(dtype), pooled.to(dtype).expand(ctx.shape[0], -1), ids)
 
 
