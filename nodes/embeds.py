@@ -16,6 +16,16 @@ MODE_TIP = ("reference = the model writes its reply and the 81 image slots are f
             "reference's results); fast = the training reply is given and the request is one forward pass")
 
 
+def decode_inputs(budget_tip: str) -> list:
+    """The inputs every embeddings-by-decoding node shares: mode, seed, reply budget."""
+    return [
+        io.Combo.Input("mode", options=["reference", "fast"], default="reference", tooltip=MODE_TIP),
+        io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
+                     tooltip="Only used if the model's generation config samples"),
+        io.Int.Input("max_new_tokens", default=1024, min=83, max=8192, tooltip=budget_tip),
+    ]
+
+
 def to_pil(image: torch.Tensor, index: int = 0):
     from PIL import Image
     arr = (image[index, ..., :3].clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
@@ -52,13 +62,9 @@ class NexusGenPromptEmbeds(io.ComfyNode):
                 io.String.Input("prompt", multiline=True, default="", tooltip="What to generate"),
                 io.Combo.Input("language", options=["en", "zh", "auto"], default="en",
                                tooltip="Prompt template: English, Chinese, or chosen from the prompt's script"),
-                io.Combo.Input("mode", options=["reference", "fast"], default="reference", tooltip=MODE_TIP),
                 io.Boolean.Input("one_per_line", default=False,
                                  tooltip="Each non-empty line is its own prompt (a batch of embeddings)"),
-                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
-                             tooltip="Only used if the model's generation config samples"),
-                io.Int.Input("max_new_tokens", default=1024, min=83, max=8192,
-                             tooltip="Reply budget in reference mode (the 83-token image span always fits)"),
+                *decode_inputs("Reply budget in reference mode (the 83-token image span always fits)"),
             ],
             outputs=[NexusEmbeds.Output(display_name="embeds", tooltip="(B, 81, D) image embeddings"),
                      io.String.Output(display_name="reply", tooltip="The model's reply, the image shown as <image>")],
@@ -66,7 +72,7 @@ class NexusGenPromptEmbeds(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, nexus_ar, prompt, language, mode, one_per_line, seed, max_new_tokens) -> io.NodeOutput:
+    def execute(cls, nexus_ar, prompt, language, one_per_line, mode, seed, max_new_tokens) -> io.NodeOutput:
         ar = nexus_ar.ready()
         reqs = [generation_request(p, language) for p in split_prompts(prompt, one_per_line)]
         res = predict(ar, reqs, mode, **_decode_kwargs(mode, max_new_tokens, seed, cls.hidden.unique_id))
@@ -86,11 +92,7 @@ class NexusGenEditEmbeds(io.ComfyNode):
                 io.Image.Input("image", tooltip="The image to edit (first image of a batch)"),
                 io.String.Input("instruction", multiline=True, default="",
                                 tooltip="What to change; '<image>' marks where the image goes (optional)"),
-                io.Combo.Input("mode", options=["reference", "fast"], default="reference", tooltip=MODE_TIP),
-                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
-                             tooltip="Only used if the model's generation config samples"),
-                io.Int.Input("max_new_tokens", default=1024, min=83, max=8192,
-                             tooltip="Reply budget in reference mode"),
+                *decode_inputs("Reply budget in reference mode"),
             ],
             outputs=[NexusEmbeds.Output(display_name="embeds",
                                         tooltip="(1, 81, D) target embeddings + (1, 324, D) reference embeddings"),
