@@ -186,8 +186,9 @@ def run(a) -> dict:
           bytes_floor=12 * weights_ar)
     stage("AR image span, one forward (+prefill)", lambda: span("single"))
     stage("AR image span, 81-step loop (+prefill)", lambda: span("stepwise"), bytes_floor=83 * weights_ar)
-    ar_model.to("cpu") if a.offload and m.cuda else None
-    torch.cuda.empty_cache() if m.cuda else None
+    if a.offload and m.cuda:
+        ar_model.to("cpu")
+        torch.cuda.empty_cache()
 
     # --- text encoders (CFG negative): T5-XXL at 512 tokens, CLIP-L pooled
     t5 = build(lambda: T5EncoderModel(T5Config(**(T5_TOY if small else T5_XXL))), dev, dt)
@@ -196,8 +197,9 @@ def run(a) -> dict:
     stage("T5-XXL negative (512 tokens)", lambda: t5(ids512).last_hidden_state)
     stage("CLIP-L pooled", lambda: clip(ids77).pooler_output)
     neg_ctx, pooled = t5(ids512).last_hidden_state, clip(ids77).pooler_output
-    del t5
-    torch.cuda.empty_cache() if m.cuda else None
+    t5 = None  # free T5-XXL (9 GB) before the DiT; its output is all the negative branch needs
+    if m.cuda:
+        torch.cuda.empty_cache()
 
     # --- DiT sampling: generation 512^2 / 1024^2 at cfg 3, editing 512^2 (405 context tokens) at cfg 1
     fcfg = FLUX_TOY if small else FLUX_DIT

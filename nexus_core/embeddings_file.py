@@ -33,14 +33,3 @@ def save_embeddings(path, tensors: dict[str, torch.Tensor], **meta) -> Path:
     metadata = {"format": FORMAT}
     metadata.update({k: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in meta.items()})
     return atomic_save(tensors, path, metadata)
-
-
-def load_embeddings(path) -> tuple[dict[str, torch.Tensor], dict]:
-    from safetensors import safe_open
-
-    from .safetensors_check import read_header
-
-    read_header(path)
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        return {k: f.get_tensor(k) for k in f.keys()}, meta

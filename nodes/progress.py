@@ -36,7 +36,3 @@ def send_text(text: str, node_id) -> None:
             PromptServer.instance.send_progress_text(text, node_id)
     except (ImportError, AttributeError):
         pass
-
-
-def check_interrupt() -> None:
-    mm.throw_exception_if_processing_interrupted()

@@ -1,5 +1,4 @@
 """Decoder files: key maps, conversion (streamed, atomic), and bad input with clear messages."""
-import pickle
 
 import pytest
 import torch

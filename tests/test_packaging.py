@@ -1,7 +1,6 @@
 """Packaging rules: identical loose dependencies, no torch pin, a ComfyUI entry point that imports nothing heavy."""
 import ast
 import re
-import sys
 import tomllib
 from pathlib import Path
 

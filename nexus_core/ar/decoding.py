@@ -8,7 +8,7 @@ KV cache; `span="stepwise"` runs it the reference's way (N+2 forwards) for compa
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -29,7 +29,6 @@ class ArOutput:
     image_positions: torch.Tensor | None = None  # (N, 3) t, h, w
     forced_image: bool = False  # the span was forced (the model did not open an image itself)
     forwards: int = 0
-    stats: dict = field(default_factory=dict)
 
 
 @dataclass

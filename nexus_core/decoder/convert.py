@@ -85,7 +85,8 @@ def convert_decoder(src, out, layout: str = "comfyui", dtype: str = "bf16",
     meta = {"format": FORMAT, "version": VERSION, "kind": dec.kind, "layout": layout, "dtype": dtype,
             "source": Path(src).name}
     if layout == "diffusers":
-        meta["config"] = json.dumps(config_from_state(_shape_view(header)))
+        shapes = {k: torch.empty(v["shape"], device="meta") for k, v in header.items()}
+        meta["config"] = json.dumps(config_from_state(shapes))
     meta.update({k: str(v) for k, v in (extra_metadata or {}).items()})
     header["__metadata__"] = meta
     raw = json.dumps(header, separators=(",", ":")).encode()
@@ -111,12 +112,3 @@ def convert_decoder(src, out, layout: str = "comfyui", dtype: str = "bf16",
         if tmp.exists():
             tmp.unlink()
     return out
-
-
-class _Shape:
-    def __init__(self, shape):
-        self.shape = tuple(shape)
-
-
-def _shape_view(header: dict) -> dict:
-    return {k: _Shape(v["shape"]) for k, v in header.items() if k != "__metadata__"}

@@ -166,37 +166,23 @@ class TextEncoders:
         return model
 
     @torch.inference_mode()
+    def _encode(self, name: str, model, tokenizer, text: str, max_length: int, output: str) -> torch.Tensor:
+        """Padded to max_length, no attention mask (as the reference), cached per (encoder, text)."""
+        key = (name, text)
+        if key not in self._cache:
+            model = self._ready(name, model)
+            ids = tokenizer(text, max_length=max_length, padding="max_length", truncation=True,
+                            return_tensors="pt").input_ids.to(_device_of(model))
+            self._cache[key] = getattr(model(ids), output)
+        return self._cache[key]
+
     def clip_pooled(self, text: str = "") -> torch.Tensor:
-        key = ("clip", text)
-        if key not in self._cache:
-            model = self._ready("clip", self._clip_model())
-            ids = self._clip_tok(text, max_length=CLIP_MAX_LENGTH, padding="max_length", truncation=True,
-                                 return_tensors="pt").input_ids.to(_device_of(model))
-            self._cache[key] = model(ids).pooler_output
-        return self._cache[key]
+        model = self._clip_model()
+        return self._encode("clip", model, self._clip_tok, text, CLIP_MAX_LENGTH, "pooler_output")
 
-    @torch.inference_mode()
     def t5(self, text: str = "") -> torch.Tensor:
-        key = ("t5", text)
-        if key not in self._cache:
-            model = self._ready("t5", self._t5_model())
-            ids = self._t5_tok(text, max_length=T5_MAX_LENGTH, padding="max_length", truncation=True,
-                               return_tensors="pt").input_ids.to(_device_of(model))
-            self._cache[key] = model(ids).last_hidden_state
-        return self._cache[key]
-
-    def to(self, device) -> "TextEncoders":
-        self.device = torch.device(device)
-        for m in (self._clip, self._t5):
-            if m is not None:
-                m.to(device)
-        self._cache = {k: v.to(device) for k, v in self._cache.items()}
-        return self
+        model = self._t5_model()
+        return self._encode("t5", model, self._t5_tok, text, T5_MAX_LENGTH, "last_hidden_state")
 
     def unload_t5(self):
         self._t5 = None
-
-    @property
-    def loaded(self) -> dict:
-        """The modules loaded so far, by name (for hosts that manage their memory)."""
-        return {k: m for k, m in (("clip", self._clip), ("t5", self._t5)) if m is not None}

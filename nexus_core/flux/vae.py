@@ -64,14 +64,6 @@ def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
     return vae.decode(z).sample.float()
 
 
-@torch.inference_mode()
-def encode_image(vae, pixels: torch.Tensor, generator=None) -> torch.Tensor:
-    """Float image in [-1, 1] (B, 3, H, W) -> latents (mean of the posterior, scaled as the DiT expects)."""
-    scale, shift = latent_factors(vae)
-    dist = vae.encode(pixels.to(vae.dtype)).latent_dist
-    return ((dist.mean - shift) * scale).float()
-
-
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """The reference's conversion: ((x/2+0.5).clip(0,1)*255) truncated. (B,3,H,W) -> (B,H,W,3) uint8."""
     x = ((images / 2 + 0.5).clamp(0, 1) * 255).to(torch.uint8)

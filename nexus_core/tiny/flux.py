@@ -2,7 +2,6 @@
 full-size random FLUX AE in the BFL layout (what ComfyUI's native VAE loader accepts)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch

@@ -4,7 +4,6 @@ import io
 import json
 import re
 import shutil
-import threading
 import time
 from pathlib import Path
 
