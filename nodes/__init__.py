@@ -12,9 +12,11 @@ class NexusGenExtension(ComfyExtension):
     async def get_node_list(self):
         from .conditioning import NexusGenConditioning, NexusGenNegative, NexusGenScheduler
         from .embeds import NexusGenEditEmbeds, NexusGenEmbedsBlend, NexusGenImageEmbeds, NexusGenPromptEmbeds
-        from .loaders import NexusGenARLoader, NexusGenDecoderLoader, NexusGenTextEncoderLoader
+        from .loaders import (NexusGenARLoader, NexusGenDecoderLoader, NexusGenModelPatch, NexusGenProjectorLoader,
+                              NexusGenTextEncoderLoader)
         from .understand import NexusGenUnderstand
 
-        return [NexusGenARLoader, NexusGenDecoderLoader, NexusGenTextEncoderLoader, NexusGenPromptEmbeds,
+        return [NexusGenARLoader, NexusGenDecoderLoader, NexusGenProjectorLoader, NexusGenModelPatch,
+                NexusGenTextEncoderLoader, NexusGenPromptEmbeds,
                 NexusGenEditEmbeds, NexusGenImageEmbeds, NexusGenEmbedsBlend, NexusGenConditioning,
                 NexusGenNegative, NexusGenScheduler, NexusGenUnderstand]

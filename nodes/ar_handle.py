@@ -1,4 +1,4 @@
-"""The AR model as ComfyUI sees it: a NexusAR whose weights live in a ModelPatcher."""
+"""The AR model as ComfyUI sees it: a NexusAR whose whole module tree lives in the host's patcher."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,17 +13,10 @@ class ARHandle:
     name: str = ""
 
     @classmethod
-    def wrap(cls, ar, name: str = "") -> "ARHandle":
-        extra = {"vision_head": ar.vision_head}
-        if ar.prefill_table is not None:
-            extra["prefill_table"] = ar.prefill_table
-        return cls(ar, patcher_for(ar.model, extra), name)
+    def wrap(cls, ar, name: str = "", load_device=None) -> "ARHandle":
+        return cls(ar, patcher_for(ar.model, load_device), name)
 
     def ready(self):
-        """Load to the compute device and point the NexusAR at the moved tensors; returns the NexusAR."""
-        ensure_loaded(self.patcher)
-        box = self.patcher.model
-        self.ar.vision_head = box.vision_head
-        if self.ar.prefill_table is not None:
-            self.ar.prefill_table = box.prefill_table
+        """Load what fits on the compute device (the host streams the rest); returns the NexusAR."""
+        self.ar.device = ensure_loaded(self.patcher)
         return self.ar

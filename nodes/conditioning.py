@@ -12,36 +12,46 @@ from ..nexus_core.decoder.loaded import project
 from ..nexus_core.decoder.schedule import SHIFT, sigmas
 from .flux_model import GRIDS_KEY, grids_tensor
 from .memory import ensure_loaded
+from .schema import schema
+from .text_source import negative, pick, pooled_empty
 from .types import CATEGORY, NexusEmbeds, NexusProjector, NexusTextEncoders
+
+TEXT_INPUTS = [
+    NexusTextEncoders.Input("text_encoders", optional=True,
+                            tooltip="Nexus-Gen Text Encoders: the reference-exact route (connect this or clip)"),
+    io.Clip.Input("clip", optional=True,
+                  tooltip="Or ComfyUI's own CLIP: DualCLIPLoader (type flux) or CLIPLoader with clip_l, the files "
+                          "you load for FLUX anyway. The negative needs T5 (DualCLIPLoader)"),
+]
 
 
 class NexusGenConditioning(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="NexusGenConditioning", display_name="Nexus-Gen Conditioning", category=CATEGORY,
             description="Projects Nexus-Gen embeddings to the DiT's context and adds the pooled CLIP-L of the empty "
                         "prompt and the guidance: a standard FLUX CONDITIONING for any sampler.",
             inputs=[
                 NexusEmbeds.Input("embeds", tooltip="From a Nexus-Gen embeddings node"),
                 NexusProjector.Input("projector", tooltip="From Nexus-Gen Decoder Loader (matches the MODEL)"),
-                NexusTextEncoders.Input("text_encoders", tooltip="From Nexus-Gen Text Encoders (CLIP-L is used)"),
                 io.Float.Input("guidance", default=3.5, min=0.0, max=100.0, step=0.1,
                                tooltip="FLUX embedded guidance (the reference uses 3.5)"),
                 io.Boolean.Input("use_reference", default=True,
                                  tooltip="Editing decoder: also feed the 324 reference embeddings of the input "
                                          "image (the reference does)"),
+                *TEXT_INPUTS,
             ],
             outputs=[io.Conditioning.Output(display_name="positive", tooltip="Positive conditioning")],
         )
 
     @classmethod
-    def execute(cls, embeds, projector, text_encoders, guidance, use_reference) -> io.NodeOutput:
-        pooled = text_encoders.clip_pooled("")
-        ensure_loaded(projector.patcher)
+    def execute(cls, embeds, projector, guidance, use_reference, text_encoders=None, clip=None) -> io.NodeOutput:
+        pooled = pooled_empty(pick(text_encoders, clip, "Nexus-Gen Conditioning"))
+        device = ensure_loaded(projector.patcher)
         ref = embeds.reference if use_reference else None
         ctx, tgrid, rgrid = project(projector.kind, projector.module, embeds.target,
-                                    ref if projector.kind == EDITING else None)
+                                    ref if projector.kind == EDITING else None, device=device)
         extra = {}
         if projector.kind == EDITING:  # the MODEL's wrapper turns these grids into the editing position ids
             extra = {"model_conds": {GRIDS_KEY: comfy.conds.CONDRegular(grids_tensor(tgrid, rgrid))}}
@@ -54,34 +64,31 @@ class NexusGenConditioning(io.ComfyNode):
 class NexusGenNegative(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="NexusGenNegative", display_name="Nexus-Gen Negative Conditioning", category=CATEGORY,
             description="The reference's CFG negative: T5-XXL of the text padded to 512 tokens (no mask) with its "
                         "pooled CLIP-L. Only used when cfg != 1; for cfg 1 any negative works.",
             inputs=[
-                NexusTextEncoders.Input("text_encoders", tooltip="Needs a T5-XXL file in Nexus-Gen Text Encoders"),
                 io.String.Input("text", multiline=True, default="", tooltip="Negative prompt ('' = the reference)"),
                 io.Float.Input("guidance", default=3.5, min=0.0, max=100.0, step=0.1,
                                tooltip="FLUX embedded guidance, the same as the positive"),
+                *TEXT_INPUTS,
             ],
             outputs=[io.Conditioning.Output(display_name="negative", tooltip="Negative conditioning")],
         )
 
     @classmethod
-    def execute(cls, text_encoders, text, guidance) -> io.NodeOutput:
-        if not text_encoders.has_t5:
-            raise ValueError("Nexus-Gen Negative Conditioning needs T5-XXL: choose a t5xxl file in Nexus-Gen Text "
-                             "Encoders (or use cfg 1 with any negative, e.g. ConditioningZeroOut)")
+    def execute(cls, text, guidance, text_encoders=None, clip=None) -> io.NodeOutput:
+        ctx, pooled = negative(pick(text_encoders, clip, "Nexus-Gen Negative Conditioning"), text)
         dev = mm.intermediate_device()
-        ctx = text_encoders.t5(text).to(dev, torch.float32)
-        pooled = text_encoders.clip_pooled(text).to(dev, torch.float32)
-        return io.NodeOutput([[ctx, {"pooled_output": pooled, "guidance": guidance}]])
+        return io.NodeOutput([[ctx.to(dev, torch.float32), {"pooled_output": pooled.to(dev, torch.float32),
+                                                             "guidance": guidance}]])
 
 
 class NexusGenScheduler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="NexusGenScheduler", display_name="Nexus-Gen Scheduler", category=CATEGORY,
             description="The reference's sigmas (linspace(1, 0.003/1.002) with shift 3, then 0) for SamplerCustom; "
                         "with euler and cfg they reproduce `nexus-gen generate`.",

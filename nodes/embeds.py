@@ -10,6 +10,7 @@ from comfy_api.latest import io
 from ..nexus_core.ar import editing_request, encode_image, generation_request, predict, reference_embeddings
 from ..nexus_core.blend import blend
 from .progress import token_callbacks
+from .schema import schema
 from .types import CATEGORY, Embeds, NexusAR, NexusEmbeds
 
 MODE_TIP = ("reference = the model writes its reply and the 81 image slots are filled when it opens an image (the "
@@ -54,7 +55,7 @@ def _decode_kwargs(mode: str, max_new_tokens: int, seed: int, node_id) -> dict:
 class NexusGenPromptEmbeds(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="NexusGenPromptEmbeds", display_name="Nexus-Gen Prompt → Embeddings", category=CATEGORY,
             description="The AR model turns a prompt into the 81 image embeddings the generation decoder expects.",
             inputs=[
@@ -82,7 +83,7 @@ class NexusGenPromptEmbeds(io.ComfyNode):
 class NexusGenEditEmbeds(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="NexusGenEditEmbeds", display_name="Nexus-Gen Image + Instruction → Embeddings",
             category=CATEGORY,
             description="Editing: the AR model predicts the edited image's 81 embeddings from the image and the "
@@ -113,7 +114,7 @@ class NexusGenEditEmbeds(io.ComfyNode):
 class NexusGenImageEmbeds(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="NexusGenImageEmbeds", display_name="Nexus-Gen Image → Embeddings", category=CATEGORY,
             description="ViT embeddings of an image in the decoders' space: 81 tokens feed the generation decoder "
                         "directly (image variation), or mix with prompt embeddings through Blend.",
@@ -142,7 +143,7 @@ class NexusGenImageEmbeds(io.ComfyNode):
 class NexusGenEmbedsBlend(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="NexusGenEmbedsBlend", display_name="Nexus-Gen Embeddings Blend", category=CATEGORY,
             description="Mix two embedding sets (prompt with prompt, prompt with image): weight 0 = a, 1 = b.",
             inputs=[

@@ -1,15 +1,19 @@
-"""The decoder's DiT as a native ComfyUI FLUX MODEL, plus the editing decoder's position ids.
+"""The decoder's DiT as a native ComfyUI FLUX MODEL, plus what makes any FLUX MODEL sample like the reference.
 
-Dimensions come from the checkpoint (ComfyUI's detection is used, with the head count and widths corrected from
-the tensor shapes so any size loads). The model samples with the reference's flow shift: ModelSamplingFlux's
-exp(mu)/(exp(mu) + 1/t - 1) equals the reference's 3t/(1+2t) for mu = ln 3.
+Loading goes through ComfyUI's own `load_diffusion_model_state_dict` (the native UNET loader's route: the host's
+patcher class, Dynamic VRAM, its fp8 and quantized-weight handling) whenever the host's detection describes the
+checkpoint. Only where it cannot (hosts that hard-code FLUX's width, and our tiny test models) is the model built
+from the shapes, with the same patcher class.
 
-Editing conditioning carries its grids in model_conds["nexus_edit_grids"]; the DIFFUSION_MODEL wrapper turns them
-into txt_ids for the actual latent size through a post_input patch. Conditioning without the key (every normal
-FLUX prompt, CFG negatives) keeps ComfyUI's zero ids: the MODEL behaves exactly like a plain FLUX model then.
+`apply_nexus` works on any FLUX MODEL, ours or another loader's (city96's GGUF): it sets the reference's flow
+shift (ModelSamplingFlux's exp(mu)/(exp(mu) + 1/t - 1) equals the reference's 3t/(1+2t) for mu = ln 3) and adds
+the editing ids wrapper. Editing conditioning carries its grids in model_conds["nexus_edit_grids"]; the wrapper
+turns them into txt_ids for the actual latent size through a post_input patch. Conditioning without the key
+(every normal FLUX prompt, CFG negatives) keeps ComfyUI's zero ids: the MODEL behaves like a plain FLUX model.
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -17,23 +21,43 @@ import torch
 import comfy.model_detection
 import comfy.model_management as mm
 import comfy.model_patcher
+import comfy.model_sampling
 import comfy.patcher_extension
+import comfy.sd
 import comfy.supported_models
 import comfy.utils
 
 from ..nexus_core.decoder.ids import editing_text_ids
+from ..nexus_core.errors import NexusError
+from .memory import patcher_class
 
+log = logging.getLogger("nexus_gen")
 REFERENCE_SHIFT = math.log(3.0)
 WRAPPER_KEY = "nexus_gen_edit_ids"
 GRIDS_KEY = "nexus_edit_grids"
-WEIGHT_DTYPES = {"default": None, "fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e4m3fn_fast": torch.float8_e4m3fn,
-                 "fp8_e5m2": torch.float8_e5m2}
+WEIGHT_DTYPES = ["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"]
 
 
-def unet_config_from_bfl(sd: dict) -> dict:
+def model_options(weight_dtype: str) -> dict:
+    """The native UNET loader's options for a weight_dtype choice."""
+    if weight_dtype not in WEIGHT_DTYPES:
+        raise NexusError(f"weight_dtype must be one of {WEIGHT_DTYPES}, got {weight_dtype!r}")
+    opts = {}
+    if weight_dtype.startswith("fp8_e4m3fn"):
+        opts["dtype"] = torch.float8_e4m3fn
+    elif weight_dtype == "fp8_e5m2":
+        opts["dtype"] = torch.float8_e5m2
+    if weight_dtype == "fp8_e4m3fn_fast":
+        opts["fp8_optimizations"] = True
+    return opts
+
+
+def shape_config(sd: dict) -> dict:
+    """The FLUX config the checkpoint's shapes describe (the host's detection, widths corrected from shapes)."""
     cfg = comfy.model_detection.detect_unet_config(sd, "")
     if cfg is None or cfg.get("image_model") != "flux":
-        raise ValueError("the decoder's DiT was not recognised as FLUX by ComfyUI")
+        raise NexusError("the decoder's DiT was not recognised as FLUX by ComfyUI")
+    cfg = dict(cfg)
     hidden = sd["img_in.weight"].shape[0]
     head_dim = sd["double_blocks.0.img_attn.norm.key_norm.scale"].shape[0]
     cfg.update(hidden_size=hidden, num_heads=hidden // head_dim, context_in_dim=sd["txt_in.weight"].shape[1],
@@ -41,25 +65,67 @@ def unet_config_from_bfl(sd: dict) -> dict:
     return cfg
 
 
-def build_model(sd: dict, weight_dtype: str = "default"):
-    """A ModelPatcher around ComfyUI's own FLUX model class, weights from the BFL-layout state dict `sd`."""
-    model_config = comfy.supported_models.Flux(unet_config_from_bfl(sd))
-    model_config.sampling_settings = {"shift": REFERENCE_SHIFT}  # instance attribute: the class dict stays intact
+def host_describes(sd: dict) -> bool:
+    """Whether the host's own detection gets every width of this checkpoint right."""
+    return comfy.model_detection.detect_unet_config(sd, "") == shape_config(sd)
+
+
+def load_dit(sd: dict, weight_dtype: str = "default", disable_dynamic: bool = False):
+    """A patcher around ComfyUI's FLUX model with the BFL-layout weights `sd` (the projector already removed).
+    disable_dynamic: the plain ModelPatcher even where Dynamic VRAM is on (the host asks for it when it moves a
+    model to the CPU)."""
+    opts = model_options(weight_dtype)
+    if host_describes(sd):
+        kw = {"disable_dynamic": True} if disable_dynamic else {}
+        patcher = comfy.sd.load_diffusion_model_state_dict(sd, model_options=opts, **kw)
+        if patcher is None:
+            raise NexusError("ComfyUI could not load the decoder's DiT")
+        return patcher
+    return _build_from_shapes(sd, opts, disable_dynamic)
+
+
+def _build_from_shapes(sd: dict, opts: dict, disable_dynamic: bool = False):
+    model_config = comfy.supported_models.Flux(shape_config(sd))
     load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
-    dtype = WEIGHT_DTYPES[weight_dtype]
-    if dtype is None:
-        dtype = mm.unet_dtype(model_params=comfy.utils.calculate_parameters(sd),
-                              supported_dtypes=list(model_config.supported_inference_dtypes),
-                              weight_dtype=comfy.utils.weight_dtype(sd))
+    dtype = opts.get("dtype") or mm.unet_dtype(model_params=comfy.utils.calculate_parameters(sd),
+                                               supported_dtypes=list(model_config.supported_inference_dtypes),
+                                               weight_dtype=comfy.utils.weight_dtype(sd))
     model_config.set_inference_dtype(dtype, mm.unet_manual_cast(dtype, load_device,
                                                                 model_config.supported_inference_dtypes))
-    if weight_dtype == "fp8_e4m3fn_fast":
+    if opts.get("fp8_optimizations"):
         model_config.optimizations["fp8"] = True
     model = model_config.get_model(sd, "").to(offload_device)
     model.load_model_weights(sd, "")
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
-    patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, edit_ids_wrapper)
-    return patcher
+    cls = comfy.model_patcher.ModelPatcher if disable_dynamic else patcher_class()
+    return cls(model, load_device=load_device, offload_device=offload_device)
+
+
+def diffusion_widths(patcher) -> tuple[int, int]:
+    """(context width, pooled width) a FLUX MODEL takes, read from its input layers (GGUF tensors included)."""
+    dm = patcher.model.diffusion_model
+    return _in_features(dm.txt_in), _in_features(dm.vector_in.in_layer)
+
+
+def _in_features(linear) -> int:
+    shape = getattr(linear.weight, "tensor_shape", None) or linear.weight.shape  # GGMLTensor keeps the real shape
+    return int(shape[-1])
+
+
+def apply_nexus(patcher):
+    """A clone of the FLUX MODEL `patcher` that samples with the reference's shift and applies editing ids."""
+    if not hasattr(patcher.model, "diffusion_model") or not hasattr(patcher.model.diffusion_model, "txt_in"):
+        raise NexusError("this MODEL is not a FLUX diffusion model (no txt_in layer): connect a Nexus-Gen decoder "
+                         "loaded by Nexus-Gen Decoder Loader or a GGUF/UNET loader")
+    m = patcher.clone()
+
+    class ReferenceSampling(comfy.model_sampling.ModelSamplingFlux, comfy.model_sampling.CONST):
+        pass
+
+    sampling = ReferenceSampling(m.model.model_config)
+    sampling.set_parameters(shift=REFERENCE_SHIFT)
+    m.add_object_patch("model_sampling", sampling)
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, edit_ids_wrapper)
+    return m
 
 
 def grids_tensor(target_grid, reference_grid=None) -> torch.Tensor:
@@ -67,14 +133,19 @@ def grids_tensor(target_grid, reference_grid=None) -> torch.Tensor:
     return torch.tensor([list(target_grid), list(reference_grid or (0, 0, 0))], dtype=torch.float32).unsqueeze(0)
 
 
+def ids_for_latent(grids: torch.Tensor, latent_h: int, latent_w: int, dtype, device) -> torch.Tensor:
+    """The editing txt_ids (float32) for a latent of latent_h x latent_w from a (1, 2, 3) grids tensor."""
+    g = [[int(round(v)) for v in row] for row in grids[0].float().tolist()]
+    ref = tuple(g[1]) if g[1][0] > 0 else None
+    return editing_text_ids(latent_h * 8, latent_w * 8, tuple(g[0]), ref or (1, 36, 36), ref is not None,
+                            dtype=dtype, device=device).float()
+
+
 def edit_ids_wrapper(executor, x, timestep, context, y=None, guidance=None, ref_latents=None, control=None,
                      transformer_options={}, **kwargs):
     grids = kwargs.pop(GRIDS_KEY, None)
     if grids is not None:
-        g = [[int(round(v)) for v in row] for row in grids[0].float().tolist()]
-        ref = tuple(g[1]) if g[1][0] > 0 else None
-        ids = editing_text_ids(x.shape[-2] * 8, x.shape[-1] * 8, tuple(g[0]), ref or (1, 36, 36), ref is not None,
-                               dtype=x.dtype, device=x.device).float()
+        ids = ids_for_latent(grids, x.shape[-2], x.shape[-1], x.dtype, x.device)
 
         def set_ids(d):
             txt_ids = d["txt_ids"].clone()

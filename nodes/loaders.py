@@ -1,49 +1,85 @@
-"""Loader nodes: the AR model, a decoder (native MODEL + projector), and the FLUX text encoders Nexus-Gen uses."""
+"""Loader nodes: the AR model, a decoder (native MODEL + projector), a projector alone (for a DiT from another
+loader, e.g. GGUF), the patch that makes any FLUX MODEL sample like Nexus-Gen, and the text encoders."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import folder_paths
 import comfy.model_management as mm
 from comfy_api.latest import io
 
-from ..nexus_core.decoder.checkpoint import read_decoder
+from ..nexus_core.decoder.checkpoint import DecoderFile, read_decoder, read_projector
 from ..nexus_core.decoder.dit import comfyui_state
-from ..nexus_core.decoder.projectors import build_projector
+from ..nexus_core.decoder.projectors import build_projector, context_width
+from ..nexus_core.errors import NexusError
+from ..nexus_core.fp8 import can_hold_fp8
 from . import paths
 from .ar_handle import ARHandle
 from .decoder_cache import cached_comfyui_file
-from .flux_model import WEIGHT_DTYPES, build_model
-from .memory import compute_dtype, ensure_loaded, patcher_for
+from .flux_model import WEIGHT_DTYPES, apply_nexus, diffusion_widths, load_dit
+from .memory import compute_dtype, device_options, ensure_loaded, patcher_for, resolve_device
+from .progress import send_text
+from .schema import schema
 from .types import CATEGORY, NexusAR, NexusProjector, NexusTextEncoders, Projector
+
+log = logging.getLogger("nexus_gen")
+AR_WEIGHT_DTYPES = ["default", "fp8_e4m3fn", "fp8_e5m2"]
+DEVICE_TIP = ("default = ComfyUI's GPU; cpu keeps this model off the GPU entirely (slow, but frees VRAM for the "
+              "DiT); gpu:N = another GPU on multi-GPU machines")
 
 
 class NexusGenARLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         folders = paths.model_folders(paths.search_roots(folder_paths, (paths.FOLDER, "LLM")))
-        return io.Schema(
+        return schema(
             node_id="NexusGenARLoader", display_name="Nexus-Gen AR Model Loader", category=CATEGORY,
+            search_aliases=["nexus", "qwen", "qwen2.5-vl", "unified", "llm", "load"],
             description="Loads the Nexus-Gen Qwen2.5-VL model (understanding, embeddings) under ComfyUI's memory "
-                        "manager, so it is offloaded when the DiT needs the GPU.",
+                        "manager: it is loaded partially when VRAM is short, the rest streamed, and offloaded when "
+                        "the DiT needs the GPU.",
             inputs=[
                 io.Combo.Input("model", options=folders or ["(put Nexus-GenV2 in models/nexus_gen)"],
                                tooltip="A Nexus-GenV2 folder (config.json + safetensors shards + tokenizer files) "
                                        "under models/nexus_gen or models/LLM"),
                 io.Combo.Input("dtype", options=["auto", "bfloat16", "float16", "float32"], default="auto",
-                               tooltip="auto = bfloat16 where the device supports it, else float32"),
+                               tooltip="Compute dtype. auto = the checkpoint's (bfloat16) where the device runs it "
+                                       "well, else float32"),
+                io.Combo.Input("weight_dtype", options=AR_WEIGHT_DTYPES, default="default",
+                               tooltip="Storage of the Linear weights. fp8_e4m3fn halves the AR (16.6 -> ~8.8 GB) "
+                                       "with per-row scales, computing in dtype; e5m2 is less precise"),
+                io.Combo.Input("device", options=device_options(), default="default", tooltip=DEVICE_TIP),
             ],
             outputs=[NexusAR.Output(display_name="nexus_ar", tooltip="The Nexus-Gen AR model")],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
-    def execute(cls, model, dtype) -> io.NodeOutput:
+    def execute(cls, model, dtype, weight_dtype, device) -> io.NodeOutput:
         from ..nexus_core.ar import load_ar
+        from ..nexus_core.ar.checkpoint import inspect_ar_folder
 
         folder = paths.resolve_model_folder(folder_paths, model)
-        ar = load_ar(folder, device="cpu", dtype=compute_dtype(dtype, mm.get_torch_device()))
-        return io.NodeOutput(ARHandle.wrap(ar, model))
+        load_device = resolve_device(device)
+        saved = inspect_ar_folder(folder).config.get("torch_dtype")
+        dt = compute_dtype(dtype, load_device, _TORCH_DTYPES.get(saved))
+        if weight_dtype != "default" and not can_hold_fp8(load_device):
+            msg = f"Nexus-Gen: {load_device} cannot hold {weight_dtype} weights; loading them in {dt} instead"
+            log.warning(msg)
+            send_text(msg, cls.hidden.unique_id)
+            weight_dtype = "default"
+        ar = load_ar(folder, device="cpu", dtype=dt, weight_dtype=weight_dtype)
+        return io.NodeOutput(ARHandle.wrap(ar, model, load_device))
+
+
+def _torch_dtypes():
+    import torch
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+_TORCH_DTYPES = _torch_dtypes()
 
 
 def _ar_config_near(path: str) -> dict | None:
@@ -54,20 +90,33 @@ def _ar_config_near(path: str) -> dict | None:
     return None
 
 
+def _projector(dec: DecoderFile, path: str, name: str) -> Projector:
+    module = build_projector(dec, _ar_config_near(path), dtype=compute_dtype("auto", mm.get_torch_device()))
+    return Projector(dec.kind, module, patcher_for(module), name, context_width(dec.kind, module))
+
+
+def _reload_dit(source: str, weight_dtype: str, disable_dynamic: bool = False):
+    """The host's reload factory (cached_patcher_init): multi-GPU nodes build a fresh copy on another device."""
+    return load_dit(comfyui_state(read_decoder(source)), weight_dtype, disable_dynamic)
+
+
 class NexusGenDecoderLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         files = paths.decoder_files(folder_paths)
-        return io.Schema(
+        return schema(
             node_id="NexusGenDecoderLoader", display_name="Nexus-Gen Decoder Loader", category=CATEGORY,
+            search_aliases=["nexus", "flux", "decoder", "edit", "unified", "load"],
             description="Loads generation_decoder.bin / edit_decoder.bin (or a converted .safetensors): the DiT as a "
-                        "native FLUX MODEL and the projector. A .bin is converted once to a cached safetensors file.",
+                        "native FLUX MODEL through ComfyUI's own diffusion-model loader, and the projector. A .bin is "
+                        "converted once to a cached safetensors file.",
             inputs=[
                 io.Combo.Input("decoder", options=files or ["(put the decoders in models/nexus_gen)"],
                                tooltip="Decoder file under models/nexus_gen or models/diffusion_models; its kind "
                                        "(generation or editing) is detected from its keys"),
-                io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="default",
-                               tooltip="Storage dtype of the DiT weights, like the native diffusion-model loader"),
+                io.Combo.Input("weight_dtype", options=WEIGHT_DTYPES, default="default",
+                               tooltip="Storage dtype of the DiT weights, as in the native diffusion-model loader "
+                                       "(fp8 halves the 24 GB DiT)"),
             ],
             outputs=[io.Model.Output(display_name="MODEL", tooltip="The decoder's FLUX DiT: works with KSampler, "
                                      "SamplerCustom, LoRA loaders, FluxGuidance ..."),
@@ -80,17 +129,65 @@ class NexusGenDecoderLoader(io.ComfyNode):
         path = paths.resolve_decoder(folder_paths, decoder)
         source = cached_comfyui_file(path, folder_paths)
         dec = read_decoder(source)
-        model = build_model(comfyui_state(dec), weight_dtype)
-        module = build_projector(dec, _ar_config_near(path), dtype=compute_dtype("auto", mm.get_torch_device()))
-        return io.NodeOutput(model, Projector(dec.kind, module, patcher_for(module), decoder))
+        base = load_dit(comfyui_state(dec), weight_dtype)
+        base.cached_patcher_init = (_reload_dit, (source, weight_dtype))
+        return io.NodeOutput(apply_nexus(base), _projector(dec, path, decoder))
+
+
+class NexusGenProjectorLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        files = paths.decoder_files(folder_paths, gguf=True)
+        return schema(
+            node_id="NexusGenProjectorLoader", display_name="Nexus-Gen Projector Loader", category=CATEGORY,
+            search_aliases=["nexus", "gguf", "adapter", "merger", "projector"],
+            description="Only the projector of a decoder file (the DiT is not built): for a DiT loaded by another "
+                        "node, e.g. Unet Loader (GGUF) with a GGUF made by `nexus-gen convert --layout gguf`, which "
+                        "holds the projector too.",
+            inputs=[io.Combo.Input("decoder", options=files or ["(put the decoders in models/nexus_gen)"],
+                                   tooltip="A decoder .bin/.safetensors, or a Nexus-Gen GGUF")],
+            outputs=[NexusProjector.Output(display_name="projector",
+                                           tooltip="Adapter (generation) or merger (editing) for the conditioning")],
+        )
+
+    @classmethod
+    def execute(cls, decoder) -> io.NodeOutput:
+        path = paths.resolve_decoder(folder_paths, decoder)
+        kind, state = read_projector(path)
+        return io.NodeOutput(_projector(DecoderFile(path, kind, "comfyui", {}, state), path, decoder))
+
+
+class NexusGenModelPatch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return schema(
+            node_id="NexusGenModelPatch", display_name="Nexus-Gen Model Patch", category=CATEGORY,
+            search_aliases=["nexus", "gguf", "patch", "shift", "edit"],
+            description="Makes a FLUX MODEL from another loader (Unet Loader (GGUF), Load Diffusion Model) sample "
+                        "like Nexus-Gen: the reference's flow shift and the editing decoder's position ids. Models "
+                        "from Nexus-Gen Decoder Loader already have it.",
+            inputs=[io.Model.Input("model", tooltip="The decoder's DiT, loaded by any FLUX-capable loader"),
+                    NexusProjector.Input("projector", tooltip="From Nexus-Gen Projector Loader (same decoder file)")],
+            outputs=[io.Model.Output(display_name="MODEL", tooltip="The MODEL, ready for KSampler/SamplerCustom")],
+        )
+
+    @classmethod
+    def execute(cls, model, projector) -> io.NodeOutput:
+        ctx, _ = diffusion_widths(model)
+        if ctx != projector.context_width:
+            raise NexusError(f"This MODEL takes {ctx}-wide context but the {projector.kind} projector "
+                             f"'{projector.path}' makes {projector.context_width}-wide context: load the DiT of the "
+                             "same Nexus-Gen decoder file")
+        return io.NodeOutput(apply_nexus(model))
 
 
 class NexusGenTextEncoderLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         files = folder_paths.get_filename_list("text_encoders")
-        return io.Schema(
+        return schema(
             node_id="NexusGenTextEncoderLoader", display_name="Nexus-Gen Text Encoders", category=CATEGORY,
+            search_aliases=["nexus", "clip", "t5", "text encoder"],
             description="CLIP-L (pooled of the empty prompt, as Nexus-Gen was trained) and optionally T5-XXL (only "
                         "for a CFG negative prompt, loaded when first needed), from models/text_encoders.",
             inputs=[
@@ -99,13 +196,14 @@ class NexusGenTextEncoderLoader(io.ComfyNode):
                 io.Combo.Input("t5xxl", options=["none"] + files, default="none",
                                tooltip="FLUX's T5-XXL file, only needed for a negative prompt with cfg > 1; "
                                        "loaded lazily on first use"),
+                io.Combo.Input("device", options=device_options(), default="default", tooltip=DEVICE_TIP),
             ],
             outputs=[NexusTextEncoders.Output(display_name="text_encoders",
                                               tooltip="Text encoders for the Nexus-Gen conditioning nodes")],
         )
 
     @classmethod
-    def execute(cls, clip_l, t5xxl) -> io.NodeOutput:
+    def execute(cls, clip_l, t5xxl, device) -> io.NodeOutput:
         from ..nexus_core.flux.text_encoders import TextEncoders
 
         clip_path = folder_paths.get_full_path_or_raise("text_encoders", clip_l)
@@ -113,13 +211,14 @@ class NexusGenTextEncoderLoader(io.ComfyNode):
         base = os.path.join(folder_paths.base_path, "comfy")  # ComfyUI's bundled CLIP / T5 tokenizers
         clip_tok = paths.tokenizer_for(clip_path, os.path.join(base, "sd1_tokenizer"))
         t5_tok = paths.tokenizer_for(t5_path, os.path.join(base, "text_encoders", "t5_tokenizer")) if t5_path else None
+        load_device = resolve_device(device)
         patchers = {}
 
         def prepare(name, module):
             if name not in patchers:
-                patchers[name] = patcher_for(module)
-            ensure_loaded(patchers[name])
+                patchers[name] = patcher_for(module, load_device)
+            return ensure_loaded(patchers[name])
 
-        dtype = compute_dtype("auto", mm.get_torch_device())
+        dtype = compute_dtype("auto", load_device)
         enc = TextEncoders(clip_path, clip_tok, t5_path, t5_tok, dtype=dtype, device="cpu", prepare=prepare)
         return io.NodeOutput(enc)

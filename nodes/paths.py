@@ -11,7 +11,7 @@ DECODER_FORMAT = "nexus-gen-decoder"
 def register(folder_paths) -> None:
     """models/nexus_gen (decoders, AR folders) and models/LLM (AR folders, a common convention), keeping any
     paths extra_model_paths.yaml already gave these keys."""
-    exts = set(folder_paths.supported_pt_extensions)
+    exts = set(folder_paths.supported_pt_extensions) | {".gguf"}
     for name in (FOLDER, "LLM"):
         default = os.path.join(folder_paths.models_dir, name)
         if name in folder_paths.folder_names_and_paths:
@@ -59,27 +59,46 @@ def resolve_model_folder(folder_paths, rel: str) -> str:
                             "(expected a folder with config.json)")
 
 
-def looks_like_decoder(path: str) -> bool:
-    """.bin files named *decoder*, or safetensors whose header shows a Nexus-Gen decoder (cheap header read)."""
-    name = os.path.basename(path).lower()
-    if name.endswith(".bin"):
-        return "decoder" in name
-    if not name.endswith((".safetensors", ".sft")):
-        return False
+def _safetensors_header(path: str) -> dict | None:
     try:
         with open(path, "rb") as f:
             n = int.from_bytes(f.read(8), "little")
             if n <= 0 or n > 100_000_000:
-                return False
-            header = json.loads(f.read(n))
+                return None
+            return json.loads(f.read(n))
     except (OSError, ValueError):
+        return None
+
+
+def looks_like_decoder(path: str) -> bool:
+    """.bin files named *decoder*, safetensors whose header shows a Nexus-Gen decoder, and GGUF files named
+    *decoder* or *nexus* (cheap checks: no tensor data is read)."""
+    name = os.path.basename(path).lower()
+    if name.endswith(".bin"):
+        return "decoder" in name
+    if name.endswith(".gguf"):
+        return "decoder" in name or "nexus" in name
+    if not name.endswith((".safetensors", ".sft")):
+        return False
+    header = _safetensors_header(path)
+    if header is None:
         return False
     if (header.get("__metadata__") or {}).get("format") == DECODER_FORMAT:
         return True
     return any(k.startswith(("adapter.", "embedding_merger.")) for k in header)
 
 
-def decoder_files(folder_paths) -> list[str]:
+def is_conversion_cache(path: str) -> bool:
+    """The loader's own converted copy of a .bin (stamped with its source): listed once, as the .bin."""
+    if not path.lower().endswith(".safetensors"):
+        return False
+    header = _safetensors_header(path) or {}
+    return "source_stamp" in (header.get("__metadata__") or {})
+
+
+def decoder_files(folder_paths, gguf: bool = False) -> list[str]:
+    """Decoder files under models/nexus_gen and models/diffusion_models, each once (conversion caches hidden);
+    GGUF files only when `gguf` (the projector loader can read them; the DiT goes through a GGUF loader)."""
     out = set()
     for name in (FOLDER, "diffusion_models"):
         try:
@@ -87,8 +106,10 @@ def decoder_files(folder_paths) -> list[str]:
         except KeyError:
             continue
         for rel in files:
+            if rel.lower().endswith(".gguf") and not gguf:
+                continue
             full = folder_paths.get_full_path(name, rel)
-            if full and looks_like_decoder(full):
+            if full and looks_like_decoder(full) and not is_conversion_cache(full):
                 out.add(rel)
     return sorted(out)
 

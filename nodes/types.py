@@ -28,3 +28,4 @@ class Projector:
     module: torch.nn.Module
     patcher: object
     path: str = ""
+    context_width: int = 0  # the DiT context width it produces

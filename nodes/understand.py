@@ -6,13 +6,14 @@ from comfy_api.latest import io
 from ..nexus_core.ar import understand
 from .embeds import to_pil
 from .progress import send_text, token_callbacks
+from .schema import schema
 from .types import CATEGORY, NexusAR
 
 
 class NexusGenUnderstand(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="NexusGenUnderstand", display_name="Nexus-Gen Understand", category=CATEGORY,
             description="Answers a question about an image (or a text-only question). The text appears on the node "
                         "while it is produced; connect the output to Preview Any to keep it.",

@@ -73,12 +73,12 @@ def test_v1_folder_uses_image_pad_embedding(tiny_copy, tiny_ar):
     req = generation_request("a cat")
     got = predict(v1, [req], "fast").embeddings
     # The same model with its table replaced by the image-pad embedding at every row gives the same result.
-    table = tiny_ar.prefill_table
+    table = tiny_ar.prefill.weight
     try:
-        tiny_ar.prefill_table = tiny_ar.embed(torch.full((81,), tiny_ar.tokens.image_pad)).detach()
+        tiny_ar.prefill.weight = torch.nn.Parameter(tiny_ar.embed(torch.full((81,), tiny_ar.tokens.image_pad)).detach())
         want = predict(tiny_ar, [req], "fast").embeddings
     finally:
-        tiny_ar.prefill_table = table
+        tiny_ar.prefill.weight = table
     torch.testing.assert_close(got, want)
     assert predict(v1, [req], "reference", max_new_tokens=90).embeddings.shape == (1, 81, 64)
 

@@ -15,6 +15,7 @@ from safetensors import safe_open
 
 from ..devices import pick_device, pick_dtype
 from ..errors import NexusError
+from ..fp8 import fp8_dtype, store_linears_fp8
 from ..hf_quiet import quiet_transformers
 from .checkpoint import PREFILL_TABLE, VISION_HEAD, ArCheckpoint, inspect_ar_folder
 from .prompts import ChatFormatter
@@ -33,16 +34,23 @@ class SpecialTokens:
 
 
 class NexusAR:
-    """Container of the loaded AR model; `nexus_core.ar` functions take it as their first argument."""
+    """Container of the loaded AR model; `nexus_core.ar` functions take it as their first argument.
+
+    `vision_head` and `image_prefill_embeds` are attached to the transformers model as submodules, so the whole
+    AR is one module tree: one `.to()`, one host memory manager, one set of cast-on-demand layers. `device` and
+    `dtype` are where and in what the AR computes; a host that streams weights sets `device` itself."""
 
     def __init__(self, model, tokenizer, formatter: ChatFormatter, checkpoint: ArCheckpoint,
-                 vision_head: torch.Tensor, prefill_table: torch.Tensor | None):
+                 vision_head: torch.nn.Module, prefill: torch.nn.Module | None, dtype: torch.dtype | None = None,
+                 device: torch.device | None = None):
+        model.vision_head = vision_head  # (D -> D), no bias
+        model.image_prefill_embeds = prefill  # (N, D) table, or None for V1
         self.model = model  # Qwen2_5_VLForConditionalGeneration
         self.tokenizer = tokenizer
         self.formatter = formatter
         self.checkpoint = checkpoint
-        self.vision_head = vision_head  # (D, D) weight, applied as h @ W.T
-        self.prefill_table = prefill_table  # (N, D) or None for V1
+        self.dtype = dtype or model.lm_head.weight.dtype
+        self.device = torch.device(device) if device is not None else model.lm_head.weight.device
         cfg = model.config
         self.text_config = cfg.text_config
         self.vision_config = cfg.vision_config
@@ -64,16 +72,24 @@ class NexusAR:
                    generation_config: dict | None = None) -> "NexusAR":
         """A NexusAR around an in-memory model (benchmarks, synthetic tests): no tokenizer, token ids only."""
         ckpt = ArCheckpoint(Path("<memory>"), model.config.to_dict(), [], {}, generation_config or {})
-        return cls(model, None, None, ckpt, vision_head, prefill_table)
+        return cls(model, None, None, ckpt, _head(vision_head), _table(prefill_table))
 
     # --- properties the rest of the core reads ---------------------------------------------------
     @property
+    def vision_head(self) -> torch.nn.Module:
+        return self.model.vision_head
+
+    @property
+    def prefill(self) -> torch.nn.Module | None:
+        return self.model.image_prefill_embeds
+
+    @property
     def version(self) -> int:
-        return 1 if self.prefill_table is None else 2
+        return 1 if self.prefill is None else 2
 
     @property
     def n_image_tokens(self) -> int:
-        return 81 if self.prefill_table is None else self.prefill_table.shape[0]
+        return 81 if self.prefill is None else self.prefill.num_embeddings
 
     @property
     def merge(self) -> int:
@@ -86,47 +102,51 @@ class NexusAR:
         return [1, side * self.merge, side * self.merge]
 
     @property
-    def device(self) -> torch.device:
-        return self.vision_head.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.vision_head.dtype
-
-    @property
     def language_model(self):
         return self.model.model.language_model
 
     def to(self, device) -> "NexusAR":
         self.model.to(device)
-        self.vision_head = self.vision_head.to(device)
-        if self.prefill_table is not None:
-            self.prefill_table = self.prefill_table.to(device)
+        self.device = torch.device(device)
         return self
 
     # --- building blocks ---------------------------------------------------------------------------
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.language_model.embed_tokens(ids.to(self.device))
+        return self.language_model.embed_tokens(ids.to(self.device)).to(self.dtype)
 
     def span_inputs(self) -> torch.Tensor:
         """(N, D) inputs of the N image slots: the learned table (V2) or the image-pad embedding (V1)."""
-        if self.prefill_table is not None:
-            return self.prefill_table
+        if self.prefill is not None:
+            return self.prefill(torch.arange(self.n_image_tokens, device=self.device)).to(self.dtype)
         pad = torch.full((self.n_image_tokens,), self.tokens.image_pad, device=self.device)
         return self.embed(pad)
 
     def image_features(self, pixel_values: torch.Tensor, grids: list[list[int]]) -> torch.Tensor:
         """Merged ViT embeddings (sum of tokens, D) for one or more images."""
         visual = self.model.model.visual
-        out = visual(pixel_values.to(self.device, visual.dtype), grid_thw=torch.tensor(grids, device=self.device))
+        out = visual(pixel_values.to(self.device, self.dtype), grid_thw=torch.tensor(grids, device=self.device))
         merged = out.pooler_output if hasattr(out, "pooler_output") else out  # transformers 5.x vs 4.x
         return merged.to(self.dtype)
 
     def image_embeddings(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden @ self.vision_head.T
+        return self.vision_head(hidden)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.model.lm_head(hidden).float()
+
+
+def _head(weight: torch.Tensor) -> torch.nn.Linear:
+    d_out, d_in = weight.shape
+    with torch.device("meta"):
+        head = torch.nn.Linear(d_in, d_out, bias=False)
+    head.weight = torch.nn.Parameter(weight, requires_grad=False)
+    return head
+
+
+def _table(weight: torch.Tensor | None) -> torch.nn.Embedding | None:
+    if weight is None:
+        return None
+    return torch.nn.Embedding.from_pretrained(weight, freeze=True)
 
 
 def _read_tensor(path: Path, name: str) -> torch.Tensor:
@@ -134,13 +154,17 @@ def _read_tensor(path: Path, name: str) -> torch.Tensor:
         return f.get_tensor(name)
 
 
-def load_ar(folder, device=None, dtype=None, attn_implementation: str = "sdpa") -> NexusAR:
-    """Load a Nexus-Gen V2 (or V1) AR folder. float32 on CPU and bfloat16 on GPU unless `dtype` says otherwise."""
+def load_ar(folder, device=None, dtype=None, attn_implementation: str = "sdpa", weight_dtype=None) -> NexusAR:
+    """Load a Nexus-Gen V2 (or V1) AR folder. float32 on CPU and bfloat16 on GPU unless `dtype` says otherwise.
+
+    weight_dtype 'fp8_e4m3fn' / 'fp8_e5m2' stores every Linear (language model, lm_head, vision tower, merger,
+    vision_head) in fp8 with per-row scales and computes in `dtype`: about half the memory of bf16."""
     from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
     ckpt = inspect_ar_folder(folder)
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
+    storage = fp8_dtype(weight_dtype)
     try:
         with quiet_transformers():
             model, info = Qwen2_5_VLForConditionalGeneration.from_pretrained(
@@ -172,5 +196,9 @@ def load_ar(folder, device=None, dtype=None, attn_implementation: str = "sdpa") 
         log.info("%s has no %s: Nexus-Gen V1 behaviour (image-pad embedding at every slot)", folder, PREFILL_TABLE)
     model.eval().requires_grad_(False)
     formatter = ChatFormatter.from_folder(ckpt.folder, tokenizer)
-    ar = NexusAR(model, tokenizer, formatter, ckpt, head.to(dt), None if table is None else table.to(dt))
+    ar = NexusAR(model, tokenizer, formatter, ckpt, _head(head.to(dt)), _table(None if table is None else table.to(dt)),
+                 dtype=dt)
+    if storage is not None:
+        n = store_linears_fp8(model, storage)
+        log.info("stored %d Linear layers in %s (per-row scales), computing in %s", n, storage, dt)
     return ar.to(dev)

@@ -90,15 +90,37 @@ def detect_kind(keys) -> str | None:
     return GENERATION if has_adapter else EDITING if has_merger else None
 
 
-def read_decoder(path) -> DecoderFile:
-    path = Path(path)
+def _load_state(path: Path, with_dit: bool = True) -> tuple[dict, dict]:
     if not path.is_file():
         raise NexusError(f"Decoder file not found: {path} (expected generation_decoder.bin, edit_decoder.bin "
                          "or a file made by `nexus-gen convert`)")
     if path.suffix == ".safetensors":
-        state, meta = _load_safetensors(path)
-    else:
-        state, meta = _load_bin(path), {}
+        return _load_safetensors(path)
+    if path.suffix == ".gguf":
+        from .gguf_file import read_gguf
+        state, meta = read_gguf(path, dit=with_dit)
+        return state, {**meta, "format": meta.get("format", FORMAT), "layout": "comfyui"}
+    return _load_bin(path), {}
+
+
+def read_projector(path) -> tuple[str, dict[str, torch.Tensor]]:
+    """(kind, projector tensors) of a decoder file without materialising its DiT: enough to condition a DiT
+    that another loader (GGUF, UNET) provides."""
+    path = Path(path)
+    state, _ = _load_state(path, with_dit=False)  # .bin and .safetensors are memory-mapped: nothing is read
+    kind = detect_kind(state)
+    if kind is None:
+        raise NexusError(f"{path} holds no Nexus-Gen projector: expected 'adapter.*' (generation decoder) or "
+                         "'embedding_merger.*' (editing decoder) tensors")
+    prefix = PROJECTOR_PREFIX[kind]
+    projector = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    validate(DecoderFile(path, kind, "comfyui", {}, projector))
+    return kind, projector
+
+
+def read_decoder(path) -> DecoderFile:
+    path = Path(path)
+    state, meta = _load_state(path)
     kind = detect_kind(state)
     if kind is None:
         raise NexusError(

@@ -24,9 +24,11 @@ def _grid(tokens: int) -> tuple[int, int, int]:
 
 
 @torch.inference_mode()
-def project(kind: str, projector: torch.nn.Module, target: torch.Tensor, reference: torch.Tensor | None = None):
+def project(kind: str, projector: torch.nn.Module, target: torch.Tensor, reference: torch.Tensor | None = None,
+            device=None, dtype=None):
     """AR embeddings (B, N, D) (+ (B, M, D) reference embeddings, editing only) -> (context, target grid,
-    reference grid or None). Checks widths; a single reference set serves every target in the batch."""
+    reference grid or None). Checks widths; a single reference set serves every target in the batch. Computes on
+    `device` in `dtype` (default: where the projector's weights are, in their dtype)."""
     if target.dim() == 2:
         target = target.unsqueeze(0)
     if target.shape[1] == 0:
@@ -37,7 +39,8 @@ def project(kind: str, projector: torch.nn.Module, target: torch.Tensor, referen
             raise NexusError(f"{what} have width {t.shape[-1]} but this {kind} decoder expects {width} "
                              "(the AR model's hidden size): use the matching Nexus-Gen model")
     p = next(projector.parameters())
-    target = target.to(p.device, p.dtype)
+    device, dtype = device or p.device, dtype or p.dtype
+    target = target.to(device, dtype)
     if kind == GENERATION:
         return projector.project(target), None, None
     tgrid, rgrid = _grid(target.shape[1]), None
@@ -45,7 +48,7 @@ def project(kind: str, projector: torch.nn.Module, target: torch.Tensor, referen
         reference = reference.unsqueeze(0) if reference.dim() == 2 else reference
         if reference.shape[0] != target.shape[0]:
             reference = reference[:1].expand(target.shape[0], -1, -1)
-        reference = reference.to(p.device, p.dtype)
+        reference = reference.to(device, dtype)
         rgrid = _grid(reference.shape[1])
     return projector.project(target, reference, tgrid, rgrid), tgrid, rgrid
 

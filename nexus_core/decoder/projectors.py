@@ -22,7 +22,7 @@ class Adapter(nn.Sequential):
                          nn.Linear(d_out, d_out), nn.LayerNorm(d_out, eps=1e-5))
 
     def project(self, target: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
-        return self(target.to(self[0].weight.dtype))
+        return self(target)
 
 
 def merger_position_ids(grids: list[list[int]], base: int = BASE_GRID, device=None) -> torch.Tensor:
@@ -41,12 +41,12 @@ class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
-        self.eps = eps
+        self.variance_epsilon = eps  # transformers' name: hosts recognise the layer by it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
         h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
         return self.weight * h.to(dtype)
 
 
@@ -68,11 +68,12 @@ class EmbeddingMerger(nn.Module):
 
     def project(self, target: torch.Tensor, reference: torch.Tensor | None = None,
                 target_grid=(1, 18, 18), reference_grid=(1, 36, 36)) -> torch.Tensor:
-        dtype = self.projector[1].weight.dtype
-        target = target.to(dtype).reshape(1, -1, target.shape[-1]) if target.dim() == 2 else target.to(dtype)
+        """Computes in target's dtype and device (weights may be streamed from elsewhere by a host)."""
+        dtype = target.dtype
+        target = target.reshape(1, -1, target.shape[-1]) if target.dim() == 2 else target
         parts, grids = [target], [list(target_grid)]
         if reference is not None:
-            ref = reference.to(dtype)
+            ref = reference.to(target.device, dtype)
             parts.append(ref.unsqueeze(0) if ref.dim() == 2 else ref)
             grids.append(list(reference_grid))
         if any(p.shape[0] != 1 for p in parts):
@@ -85,6 +86,11 @@ class EmbeddingMerger(nn.Module):
             x = layer(x, attention_mask=None, position_embeddings=(cos, sin))
             x = x[0] if isinstance(x, tuple) else x
         return self.projector(x)
+
+
+def context_width(kind: str, projector: nn.Module) -> int:
+    """The DiT context width a projector produces (4096 for the real decoders)."""
+    return projector[3].out_features if kind == GENERATION else projector.projector[4].out_features
 
 
 def _rebuild_rotaries(root: nn.Module, config) -> None:

@@ -130,8 +130,9 @@ class TextEncoders:
 
     def __init__(self, clip, clip_tokenizer, t5=None, t5_tokenizer=None, dtype=torch.float32, device="cpu",
                  prepare=None):
-        """prepare(name, module), if given, is called before each use: a host (ComfyUI) moves the module to its
-        compute device there. Encodings run wherever the module's weights are."""
+        """prepare(name, module), if given, is called before each use: a host (ComfyUI) loads the module there and
+        returns the device it computes on (it may stream weights that stay elsewhere). Without it, encodings run
+        wherever the module's weights are."""
         self.clip_source, self.clip_tokenizer_dir = clip, clip_tokenizer
         self.t5_source, self.t5_tokenizer_dir = t5, t5_tokenizer
         self.dtype, self.device = dtype, torch.device(device)
@@ -160,19 +161,18 @@ class TextEncoders:
             self._t5_tok = AutoTokenizer.from_pretrained(str(self.t5_tokenizer_dir), local_files_only=True)
         return self._t5
 
-    def _ready(self, name, model):
-        if self.prepare is not None:
-            self.prepare(name, model)
-        return model
+    def _ready(self, name, model) -> torch.device:
+        device = self.prepare(name, model) if self.prepare is not None else None
+        return torch.device(device) if device is not None else _device_of(model)
 
     @torch.inference_mode()
     def _encode(self, name: str, model, tokenizer, text: str, max_length: int, output: str) -> torch.Tensor:
         """Padded to max_length, no attention mask (as the reference), cached per (encoder, text)."""
         key = (name, text)
         if key not in self._cache:
-            model = self._ready(name, model)
+            device = self._ready(name, model)
             ids = tokenizer(text, max_length=max_length, padding="max_length", truncation=True,
-                            return_tensors="pt").input_ids.to(_device_of(model))
+                            return_tensors="pt").input_ids.to(device)
             self._cache[key] = getattr(model(ids), output)
         return self._cache[key]
 

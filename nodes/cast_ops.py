@@ -1,0 +1,78 @@
+"""Turn a foreign torch model (transformers' Qwen2.5-VL, our projectors) into ComfyUI cast-on-demand layers.
+
+ComfyUI can only load a model partially, and stream the rest, when its weight-holding layers are `comfy.ops`
+layers (they carry `comfy_cast_weights` and cast their weights to the input's device and dtype on each call).
+Like city96's GGUF pack, we hook in at that layer: each module keeps its tensors and its place in the tree, only
+its class changes to a subclass that fetches its weights through ComfyUI's cast. Then the host's patcher (the
+old estimate-based one or Dynamic VRAM) decides what lives on the GPU, exactly as for its own models.
+"""
+from __future__ import annotations
+
+import torch
+
+import comfy.ops
+
+from ..nexus_core.fp8 import ScaledFp8Linear
+
+OPS = comfy.ops.manual_cast
+
+
+class ScaledFp8CastLinear(OPS.Linear):
+    """nexus_core's ScaledFp8Linear (fp8 weight, per-row power-of-two scale, pre-divided bias) on ComfyUI's cast:
+    the host casts `weight` like any Linear; the power-of-two scale is applied to the output, which is exact."""
+
+    def forward_comfy_cast_weights(self, input, *args, **kwargs):
+        out = super().forward_comfy_cast_weights(input, *args, **kwargs)
+        return out * self.weight_scale.to(out.device, out.dtype)
+
+
+class _CastNorm(comfy.ops.CastWeightBiasOp):
+    """Mixin for transformers' RMSNorm classes: the same arithmetic (variance in float32, weight times the
+    normalised input in the input dtype), the weight fetched through ComfyUI's cast."""
+    comfy_cast_weights = True
+    bias = None
+
+    def forward(self, x):
+        weight, _ = comfy.ops.cast_bias_weight(self, x)
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
+        return weight * h.to(x.dtype)
+
+
+_NORM_CLASSES: dict[type, type] = {}
+
+
+def _norm_class(cls: type) -> type:
+    """A subclass of the model's own RMSNorm class (isinstance checks keep working) with the cast forward."""
+    if cls not in _NORM_CLASSES:
+        _NORM_CLASSES[cls] = type(f"Cast{cls.__name__}", (_CastNorm, cls), {})
+    return _NORM_CLASSES[cls]
+
+
+def _is_rms_norm(m: torch.nn.Module) -> bool:
+    return (type(m).__name__.endswith("RMSNorm") and hasattr(m, "variance_epsilon")
+            and isinstance(getattr(m, "weight", None), torch.nn.Parameter) and len(m._parameters) == 1)
+
+
+SIMPLE = {torch.nn.Linear: OPS.Linear, torch.nn.Embedding: OPS.Embedding, torch.nn.Conv3d: OPS.Conv3d,
+          torch.nn.Conv2d: OPS.Conv2d, torch.nn.LayerNorm: OPS.LayerNorm, ScaledFp8Linear: ScaledFp8CastLinear}
+
+
+def cast_on_demand(root: torch.nn.Module) -> list[str]:
+    """Swap every weight-holding module under `root` to its cast-on-demand class, in place. Returns the names of
+    modules with parameters that could not be converted (they are then always loaded whole by the host)."""
+    left = []
+    for name, m in root.named_modules():
+        cls = type(m)
+        if cls in SIMPLE:
+            m.__class__ = SIMPLE[cls]
+        elif _is_rms_norm(m):
+            m.__class__ = _norm_class(cls)
+        elif m._parameters and not hasattr(m, "comfy_cast_weights"):
+            left.append(name)
+            continue
+        else:
+            continue
+        if not hasattr(m, "bias"):  # the host's patcher looks up "<layer>.bias" on every cast layer
+            m.bias = None
+    return left

@@ -1,0 +1,57 @@
+"""Run inside ComfyUI's Python: the AR on ComfyUI's cast-on-demand ops, loaded partially on a tiny memory budget,
+must compute what the plain AR computes. argv: comfy_root, repo, tiny AR folder, output .json.
+
+Checks, for bf16-default and fp8 weights: generation embeddings (fast and reference mode), ViT features, the
+reply ids; the patcher class; how many layers the budget left streamed; the projectors the same way."""
+import importlib.util
+import json
+import sys
+
+comfy_root, repo, ar_folder, out_path = sys.argv[1:5]
+sys.path.insert(0, comfy_root)
+from comfy.cli_args import args  # noqa: E402
+
+args.cpu = True
+import torch  # noqa: E402
+
+import comfy.model_management as mm  # noqa: E402
+import comfy.model_patcher  # noqa: E402
+
+spec = importlib.util.spec_from_file_location("nexus_pack", f"{repo}/__init__.py", submodule_search_locations=[repo])
+pack = importlib.util.module_from_spec(spec)
+sys.modules["nexus_pack"] = pack
+spec.loader.exec_module(pack)
+from nexus_pack.nexus_core.ar import encode_image, generation_request, load_ar, predict  # noqa: E402
+from nexus_pack.nodes import memory  # noqa: E402
+from PIL import Image  # noqa: E402
+
+img = Image.new("RGB", (96, 64), (200, 40, 30))
+req = [generation_request("a red fox in the snow")]
+
+
+def outputs(ar):
+    fast = predict(ar, req, "fast").embeddings
+    ref = predict(ar, req, "reference", max_new_tokens=100)
+    return {"fast": fast, "reference": ref.embeddings, "vit": encode_image(ar, img, 81),
+            "ids": ref.outputs[0].generated_ids}
+
+
+def streamed(weight_dtype):
+    ar = load_ar(ar_folder, "cpu", "float32", weight_dtype=weight_dtype)
+    want = outputs(ar)
+    patcher = memory.patcher_for(ar.model, torch.device("cpu"))
+    total = patcher.model_size()
+    patcher.load(torch.device("cpu"), lowvram_model_memory=total // 8)  # room for an eighth of the weights
+    casting = [n for n, m in patcher.model.named_modules() if getattr(m, "prev_comfy_cast_weights", None) is not None]
+    got = outputs(ar)
+    diffs = {k: float((want[k] - got[k]).abs().max()) for k in ("fast", "reference", "vit")}
+    return {"max_abs_diff": diffs, "same_ids": want["ids"] == got["ids"], "streamed_modules": len(casting),
+            "patcher": type(patcher).__name__, "model_size": total,
+            "cast_classes": sorted({type(m).__name__ for m in ar.model.modules() if hasattr(m, "comfy_cast_weights")})}
+
+
+result = {"core_patcher": getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher).__name__,
+          "default": streamed(None), "fp8": streamed("fp8_e4m3fn")}
+with open(out_path, "w") as f:
+    json.dump(result, f, indent=1)
+print(json.dumps(result, indent=1))

@@ -1,0 +1,33 @@
+"""The AR on ComfyUI's cast-on-demand ops: loaded partially on a small memory budget (most layers left streamed),
+it computes exactly what the plain AR computes, with 16/32-bit and with fp8 weights. Runs in ComfyUI's Python."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.comfyui
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+
+def test_partial_load_equals_full_load(comfy_root, tiny_root, tmp_path):
+    out = tmp_path / "probe.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE / "shim"), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), str(HERE / "partial_load_probe.py"),
+                        str(comfy_root), str(REPO), str(tiny_root / "Nexus-GenV2"), str(out)],
+                       cwd=comfy_root, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    for weights in ("default", "fp8"):
+        got = res[weights]
+        print(weights, got["max_abs_diff"], got["streamed_modules"], got["cast_classes"])
+        assert got["streamed_modules"] >= 20, got  # the budget really left most layers to the cast path
+        assert max(got["max_abs_diff"].values()) <= 1e-6, got
+        assert got["same_ids"], got
+        assert {"Embedding", "Conv3d"} <= set(got["cast_classes"]), got
+        assert any(c.startswith("Cast") and c.endswith("RMSNorm") for c in got["cast_classes"]), got
+    assert "ScaledFp8CastLinear" in res["fp8"]["cast_classes"]
+    assert res["fp8"]["model_size"] < 0.6 * res["default"]["model_size"]
