@@ -30,6 +30,7 @@ class NexusGenConditioning(io.ComfyNode):
     def define_schema(cls):
         return schema(
             node_id="NexusGenConditioning", display_name="Nexus-Gen Conditioning", category=CATEGORY,
+            search_aliases=["nexus", "flux", "conditioning", "unified"],
             description="Projects Nexus-Gen embeddings to the DiT's context and adds the pooled CLIP-L of the empty "
                         "prompt and the guidance: a standard FLUX CONDITIONING for any sampler.",
             inputs=[
@@ -66,6 +67,7 @@ class NexusGenNegative(io.ComfyNode):
     def define_schema(cls):
         return schema(
             node_id="NexusGenNegative", display_name="Nexus-Gen Negative Conditioning", category=CATEGORY,
+            search_aliases=["nexus", "negative", "t5", "cfg"],
             description="The reference's CFG negative: T5-XXL of the text padded to 512 tokens (no mask) with its "
                         "pooled CLIP-L. Only used when cfg != 1; for cfg 1 any negative works.",
             inputs=[
@@ -90,6 +92,7 @@ class NexusGenScheduler(io.ComfyNode):
     def define_schema(cls):
         return schema(
             node_id="NexusGenScheduler", display_name="Nexus-Gen Scheduler", category=CATEGORY,
+            search_aliases=["nexus", "sigmas", "scheduler", "shift"],
             description="The reference's sigmas (linspace(1, 0.003/1.002) with shift 3, then 0) for SamplerCustom; "
                         "with euler and cfg they reproduce `nexus-gen generate`.",
             inputs=[

@@ -57,6 +57,7 @@ class NexusGenPromptEmbeds(io.ComfyNode):
     def define_schema(cls):
         return schema(
             node_id="NexusGenPromptEmbeds", display_name="Nexus-Gen Prompt → Embeddings", category=CATEGORY,
+            search_aliases=["nexus", "qwen", "unified", "text to image", "prompt", "generate"],
             description="The AR model turns a prompt into the 81 image embeddings the generation decoder expects.",
             inputs=[
                 NexusAR.Input("nexus_ar", tooltip="From Nexus-Gen AR Model Loader"),
@@ -85,6 +86,7 @@ class NexusGenEditEmbeds(io.ComfyNode):
     def define_schema(cls):
         return schema(
             node_id="NexusGenEditEmbeds", display_name="Nexus-Gen Image + Instruction → Embeddings",
+            search_aliases=["nexus", "qwen", "unified", "edit", "instruction", "image edit"],
             category=CATEGORY,
             description="Editing: the AR model predicts the edited image's 81 embeddings from the image and the "
                         "instruction; the 324 reference embeddings of the image are attached for the editing decoder.",
@@ -116,6 +118,7 @@ class NexusGenImageEmbeds(io.ComfyNode):
     def define_schema(cls):
         return schema(
             node_id="NexusGenImageEmbeds", display_name="Nexus-Gen Image → Embeddings", category=CATEGORY,
+            search_aliases=["nexus", "qwen", "vit", "variation", "image embeddings"],
             description="ViT embeddings of an image in the decoders' space: 81 tokens feed the generation decoder "
                         "directly (image variation), or mix with prompt embeddings through Blend.",
             inputs=[
@@ -145,6 +148,7 @@ class NexusGenEmbedsBlend(io.ComfyNode):
     def define_schema(cls):
         return schema(
             node_id="NexusGenEmbedsBlend", display_name="Nexus-Gen Embeddings Blend", category=CATEGORY,
+            search_aliases=["nexus", "blend", "mix", "slerp", "interpolate"],
             description="Mix two embedding sets (prompt with prompt, prompt with image): weight 0 = a, 1 = b.",
             inputs=[
                 NexusEmbeds.Input("a", tooltip="First embeddings"),

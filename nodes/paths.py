@@ -100,7 +100,7 @@ def decoder_files(folder_paths, gguf: bool = False) -> list[str]:
     """Decoder files under models/nexus_gen and models/diffusion_models, each once (conversion caches hidden);
     GGUF files only when `gguf` (the projector loader can read them; the DiT goes through a GGUF loader)."""
     out = set()
-    for name in (FOLDER, "diffusion_models"):
+    for name in (FOLDER, "diffusion_models") + (("unet_gguf",) if gguf else ()):  # unet_gguf: ComfyUI-GGUF's
         try:
             files = folder_paths.get_filename_list(name)
         except KeyError:
@@ -115,7 +115,7 @@ def decoder_files(folder_paths, gguf: bool = False) -> list[str]:
 
 
 def resolve_decoder(folder_paths, rel: str) -> str:
-    for name in (FOLDER, "diffusion_models"):
+    for name in (FOLDER, "diffusion_models", "unet_gguf"):
         try:
             full = folder_paths.get_full_path(name, rel)
         except KeyError:

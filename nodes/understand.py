@@ -15,6 +15,7 @@ class NexusGenUnderstand(io.ComfyNode):
     def define_schema(cls):
         return schema(
             node_id="NexusGenUnderstand", display_name="Nexus-Gen Understand", category=CATEGORY,
+            search_aliases=["nexus", "qwen", "understand", "vqa", "caption", "describe", "question"],
             description="Answers a question about an image (or a text-only question). The text appears on the node "
                         "while it is produced; connect the output to Preview Any to keep it.",
             inputs=[

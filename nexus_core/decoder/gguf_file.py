@@ -120,5 +120,30 @@ def read_gguf(path: Path, dit: bool = True) -> tuple[dict[str, torch.Tensor], di
         shape = tuple(int(v) for v in reversed(tensor.shape))
         values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
         state[name[len(DIT_PREFIX):] if is_dit else name] = torch.from_numpy(
-            np.ascontiguousarray(values, dtype=np.float32)).reshape(shape)
+            np.array(values, dtype=np.float32)).reshape(shape)
     return state, meta
+
+
+def convert_to_gguf(src, out, qtype: str = "Q8_0", on_tensor=None, should_stop=None) -> Path:
+    """A decoder .bin -> one GGUF (DiT quantized for GGUF loaders + projector), written to a temp file and
+    renamed, so an interrupted run leaves nothing half-written."""
+    import os
+
+    from .checkpoint import read_decoder
+    from .convert import _plan
+
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise NexusError(f"Output folder does not exist: {out.parent}")
+    dec = read_decoder(src)
+    plan = _plan(dec, "comfyui", torch.bfloat16)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    try:
+        write_gguf(plan, tmp, dec.kind, qtype, {"format": "nexus-gen-decoder", "kind": dec.kind, "layout": "comfyui",
+                                                 "dtype": qtype, "source": Path(src).name},
+                   on_tensor=on_tensor, should_stop=should_stop)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out

@@ -25,8 +25,9 @@ def make_tiny(root, seed: int = 0, comfyui: bool = False) -> dict[str, Path]:
 
 def make_tiny_comfyui(models, seed: int = 0) -> dict[str, Path]:
     """A ComfyUI `models` folder: nexus_gen/Nexus-GenV2/ (AR + decoders), text_encoders/clip_l.safetensors and
-    t5xxl_fp16.safetensors (tiny, each with its `<stem>.tokenizer/` folder), and vae/ae.safetensors, a FULL-SIZE
-    random FLUX AE so ComfyUI's native VAE loader accepts it."""
+    t5xxl_fp16.safetensors (tiny, each with its `<stem>.tokenizer/` folder), vae/ae.safetensors, a FULL-SIZE
+    random FLUX AE so ComfyUI's native VAE loader accepts it, and (when the gguf package is installed) the
+    generation decoder as a Q8_0 GGUF in diffusion_models/."""
     import shutil
     import tempfile
 
@@ -54,4 +55,15 @@ def make_tiny_comfyui(models, seed: int = 0) -> dict[str, Path]:
             shutil.copytree(flux / tok, te / f"{name}.tokenizer")
     (models / "vae").mkdir(parents=True, exist_ok=True)
     ae = write_bfl_ae(models / "vae" / "ae.safetensors", seed=seed + 40, **FLUX_AE)
-    return {"ar": ar, "text_encoders": te, "vae": ae}
+    out = {"ar": ar, "text_encoders": te, "vae": ae}
+    try:
+        import gguf  # noqa: F401  (optional: the GGUF route needs it, and ComfyUI-GGUF brings it)
+    except ImportError:
+        return out
+    from ..decoder.gguf_file import convert_to_gguf
+    (models / "diffusion_models").mkdir(parents=True, exist_ok=True)
+    out["gguf"] = convert_to_gguf(ar / "generation_decoder.bin", models / "diffusion_models" / GGUF_NAME, "Q8_0")
+    return out
+
+
+GGUF_NAME = "nexus_gen_generation_decoder-Q8_0.gguf"

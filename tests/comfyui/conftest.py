@@ -44,6 +44,9 @@ def comfy_server(comfy_root, tmp_path_factory):
         d.mkdir()
     make_tiny(models, seed=0, comfyui=True)
     (nodes_dir / PACK_NAME).symlink_to(REPO, target_is_directory=True)
+    gguf_pack = os.environ.get("COMFYUI_GGUF")  # city96/ComfyUI-GGUF, run beside ours when given
+    if gguf_pack:
+        (nodes_dir / "ComfyUI-GGUF").symlink_to(Path(gguf_pack), target_is_directory=True)
     shutil.copy(comfy_root / "input" / "example.png", inp / "example.png") if (comfy_root / "input" / "example.png").exists() \
         else _write_example(inp / "example.png")
     yaml = base / "paths.yaml"
