@@ -12,6 +12,7 @@ from ..nexus_core.decoder.loaded import project
 from ..nexus_core.decoder.schedule import SHIFT, sigmas
 from .flux_model import GRIDS_KEY, grids_tensor
 from .memory import ensure_loaded
+from .progress import warn
 from .schema import schema
 from .text_source import negative, pick, pooled_empty
 from .types import CATEGORY, NexusEmbeds, NexusProjector, NexusTextEncoders
@@ -44,11 +45,15 @@ class NexusGenConditioning(io.ComfyNode):
                 *TEXT_INPUTS,
             ],
             outputs=[io.Conditioning.Output(display_name="positive", tooltip="Positive conditioning")],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
     def execute(cls, embeds, projector, guidance, use_reference, text_encoders=None, clip=None) -> io.NodeOutput:
         pooled = pooled_empty(pick(text_encoders, clip, "Nexus-Gen Conditioning"))
+        if projector.kind == EDITING and embeds.source in ("prompt", "image") and embeds.reference is None:
+            warn(f"Nexus-Gen Conditioning: '{projector.path}' is the editing decoder, made for Image + Instruction "
+                 "embeddings; for text to image or variations load generation_decoder.bin", cls.hidden.unique_id)
         device = ensure_loaded(projector.patcher)
         ref = embeds.reference if use_reference else None
         ctx, tgrid, rgrid = project(projector.kind, projector.module, embeds.target,

@@ -21,7 +21,7 @@ def decode_inputs(budget_tip: str) -> list:
     """The inputs every embeddings-by-decoding node shares: mode, seed, reply budget."""
     return [
         io.Combo.Input("mode", options=["reference", "fast"], default="reference", tooltip=MODE_TIP),
-        io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                      tooltip="Only used if the model's generation config samples"),
         io.Int.Input("max_new_tokens", default=1024, min=83, max=8192, tooltip=budget_tip),
     ]
@@ -74,6 +74,12 @@ class NexusGenPromptEmbeds(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, prompt):
+        if isinstance(prompt, str) and not prompt.strip():
+            return "prompt: it is empty; describe the image to generate"
+        return True
+
+    @classmethod
     def execute(cls, nexus_ar, prompt, language, one_per_line, mode, seed, max_new_tokens) -> io.NodeOutput:
         ar = nexus_ar.ready()
         reqs = [generation_request(p, language) for p in split_prompts(prompt, one_per_line)]
@@ -102,6 +108,12 @@ class NexusGenEditEmbeds(io.ComfyNode):
                      io.String.Output(display_name="reply", tooltip="The model's reply")],
             hidden=[io.Hidden.unique_id],
         )
+
+    @classmethod
+    def validate_inputs(cls, instruction):
+        if isinstance(instruction, str) and not instruction.strip():
+            return "instruction: it is empty; say what to change in the image"
+        return True
 
     @classmethod
     def execute(cls, nexus_ar, image, instruction, mode, seed, max_new_tokens) -> io.NodeOutput:

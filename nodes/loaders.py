@@ -15,12 +15,12 @@ from ..nexus_core.decoder.dit import comfyui_state
 from ..nexus_core.decoder.projectors import build_projector, context_width
 from ..nexus_core.errors import NexusError
 from ..nexus_core.fp8 import can_hold_fp8
-from . import paths
+from . import checks, paths
 from .ar_handle import ARHandle
 from .decoder_cache import cached_comfyui_file
 from .flux_model import WEIGHT_DTYPES, apply_nexus, diffusion_widths, load_dit
 from .memory import compute_dtype, device_options, ensure_loaded, patcher_for, resolve_device
-from .progress import send_text
+from .progress import warn
 from .schema import schema
 from .types import CATEGORY, NexusAR, NexusProjector, NexusTextEncoders, Projector
 
@@ -57,6 +57,10 @@ class NexusGenARLoader(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, model):
+        return checks.ar_folder(folder_paths, model)
+
+    @classmethod
     def execute(cls, model, dtype, weight_dtype, device) -> io.NodeOutput:
         from ..nexus_core.ar import load_ar
         from ..nexus_core.ar.checkpoint import inspect_ar_folder
@@ -67,8 +71,7 @@ class NexusGenARLoader(io.ComfyNode):
         dt = compute_dtype(dtype, load_device, _TORCH_DTYPES.get(saved))
         if weight_dtype != "default" and not can_hold_fp8(load_device):
             msg = f"Nexus-Gen: {load_device} cannot hold {weight_dtype} weights; loading them in {dt} instead"
-            log.warning(msg)
-            send_text(msg, cls.hidden.unique_id)
+            warn(msg, cls.hidden.unique_id)
             weight_dtype = "default"
         ar = load_ar(folder, device="cpu", dtype=dt, weight_dtype=weight_dtype)
         return io.NodeOutput(ARHandle.wrap(ar, model, load_device))
@@ -125,6 +128,10 @@ class NexusGenDecoderLoader(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, decoder):
+        return checks.decoder_file(folder_paths, decoder)
+
+    @classmethod
     def execute(cls, decoder, weight_dtype) -> io.NodeOutput:
         path = paths.resolve_decoder(folder_paths, decoder)
         source = cached_comfyui_file(path, folder_paths)
@@ -149,6 +156,10 @@ class NexusGenProjectorLoader(io.ComfyNode):
             outputs=[NexusProjector.Output(display_name="projector",
                                            tooltip="Adapter (generation) or merger (editing) for the conditioning")],
         )
+
+    @classmethod
+    def validate_inputs(cls, decoder):
+        return checks.decoder_file(folder_paths, decoder, gguf=True)
 
     @classmethod
     def execute(cls, decoder) -> io.NodeOutput:
@@ -201,6 +212,11 @@ class NexusGenTextEncoderLoader(io.ComfyNode):
             outputs=[NexusTextEncoders.Output(display_name="text_encoders",
                                               tooltip="Text encoders for the Nexus-Gen conditioning nodes")],
         )
+
+    @classmethod
+    def validate_inputs(cls, clip_l, t5xxl):
+        return checks.first(checks.text_encoder_file(folder_paths, clip_l, "clip_l"),
+                            True if t5xxl == "none" else checks.text_encoder_file(folder_paths, t5xxl, "t5xxl"))
 
     @classmethod
     def execute(cls, clip_l, t5xxl, device) -> io.NodeOutput:

@@ -33,30 +33,40 @@ def search_roots(folder_paths, names) -> list[str]:
     return roots
 
 
+def _looks_like_weights_folder(files) -> bool:
+    return "model.safetensors.index.json" in files or any(
+        f.startswith("model") and f.endswith(".safetensors") for f in files)
+
+
 def model_folders(roots: list[str]) -> list[str]:
-    """Relative paths of folders holding a Qwen2.5-VL config.json (the AR model), found under `roots`."""
+    """Relative paths of AR model folders under `roots`: a Qwen2.5-VL config.json, or safetensors shards without
+    any config.json (listed so the loader can say what is missing instead of the folder silently vanishing)."""
     found = set()
     for root in roots:
         for cur, dirs, files in os.walk(root, followlinks=True):
+            rel = os.path.relpath(cur, root).replace(os.sep, "/")
             if "config.json" in files:
                 try:
                     with open(os.path.join(cur, "config.json"), encoding="utf-8") as f:
                         cfg = json.load(f)
                 except (OSError, ValueError):
-                    continue
+                    cfg = {"vision_config": "unreadable config: the loader says so"}
                 if cfg.get("model_type") == "qwen2_5_vl" or "vision_config" in cfg:
-                    found.add(os.path.relpath(cur, root).replace(os.sep, "/"))
+                    found.add(rel)
                     dirs[:] = []
+            elif rel != "." and _looks_like_weights_folder(files):
+                found.add(rel)
+                dirs[:] = []
     return sorted(found)
 
 
 def resolve_model_folder(folder_paths, rel: str) -> str:
     for root in search_roots(folder_paths, (FOLDER, "LLM")):
         cand = os.path.join(root, rel)
-        if os.path.isfile(os.path.join(cand, "config.json")):
+        if os.path.isdir(cand):
             return cand
     raise FileNotFoundError(f"Nexus-Gen model folder '{rel}' not found under models/{FOLDER} or models/LLM "
-                            "(expected a folder with config.json)")
+                            "(expected the Nexus-GenV2 folder: config.json, safetensors shards, tokenizer files)")
 
 
 def _safetensors_header(path: str) -> dict | None:

@@ -36,3 +36,10 @@ def send_text(text: str, node_id) -> None:
             PromptServer.instance.send_progress_text(text, node_id)
     except (ImportError, AttributeError):
         pass
+
+
+def warn(text: str, node_id) -> None:
+    """A warning the user sees on the node (and in the log), for choices that run but are probably wrong."""
+    import logging
+    logging.getLogger("nexus_gen").warning(text)
+    send_text(text, node_id)

@@ -24,7 +24,7 @@ class NexusGenUnderstand(io.ComfyNode):
                                 tooltip="Empty with an image = 'Please give a brief description of the image.'"),
                 io.Image.Input("image", optional=True, tooltip="Optional image (first of a batch)"),
                 io.Int.Input("max_new_tokens", default=1024, min=1, max=8192, tooltip="Answer budget in tokens"),
-                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Only used if the model's generation config samples"),
             ],
             outputs=[io.String.Output(display_name="answer", tooltip="The model's answer")],

@@ -192,11 +192,25 @@ def test_progress_and_streamed_text_over_the_websocket(comfy_server, object_info
           f"progress events")
 
 
-def _bad(client, prompt, pattern):
-    entry = client.run(prompt)
-    err = error_of(entry)
-    assert entry["status"]["status_str"] == "error" and re.search(pattern, err.get("exception_message", "")), err
+def _bad(client, prompt, pattern, when=("validation", "execution")) -> str:
+    """The graph is refused with a message matching `pattern`: at validation (node_errors, shown on the node; the
+    node and what depends on it never run) or as a node error while running; either way the server stays alive. Returns where it was refused."""
+    code, body = client.queue(prompt)
+    if body.get("node_errors"):  # 400, or 200 when other outputs of the graph are still valid and run
+        if code == 200:
+            client.wait(body["prompt_id"])
+        details = [e.get("details", "") + " " + e.get("message", "")
+                   for n in body.get("node_errors", {}).values() for e in n.get("errors", [])]
+        assert any(re.search(pattern, d) for d in details), body
+        stage = "validation"
+    else:
+        entry = client.wait(body["prompt_id"])
+        err = error_of(entry)
+        assert entry["status"]["status_str"] == "error" and re.search(pattern, err.get("exception_message", "")), err
+        stage = "execution"
+    assert stage in when, (stage, when)
     assert client.get("/system_stats")  # the server is alive
+    return stage
 
 
 def test_truncated_decoder_is_a_node_error(comfy_server, object_info):
@@ -207,7 +221,7 @@ def test_truncated_decoder_is_a_node_error(comfy_server, object_info):
     prompt = shrink(api(REPO / "workflows" / "nexus_gen_variation.json", object_info))
     loader = next(n for n in prompt.values() if n["class_type"] == "NexusGenDecoderLoader")
     loader["inputs"]["decoder"] = "broken_generation_decoder.bin"
-    _bad(client, prompt, r"broken_generation_decoder.bin.*(truncated|corrupt)")
+    _bad(client, prompt, r"broken_generation_decoder.bin.*(truncated|corrupt)", when=("validation",))
 
 
 def test_missing_file_is_refused_before_running(comfy_server, object_info):
@@ -246,4 +260,40 @@ def test_plain_qwen_folder_is_a_node_error(comfy_server, object_info):
         (plain / "model.safetensors.index.json").write_text(json.dumps(index))
     prompt = shrink(api(REPO / "workflows" / "nexus_gen_understanding.json", object_info))
     next(n for n in prompt.values() if n["class_type"] == "NexusGenARLoader")["inputs"]["model"] = "Plain-Qwen2.5-VL"
-    _bad(client, prompt, r"no 'vision_head.weight'.*not Nexus-Gen")
+    _bad(client, prompt, r"no 'vision_head.weight'.*not Nexus-Gen", when=("validation",))
+
+
+@pytest.mark.parametrize("node,inputs,pattern", [
+    ("NexusGenPromptEmbeds", {"prompt": "   "}, r"prompt: it is empty"),
+    ("NexusGenARLoader", {"model": "no-such-model"}, r"model: Nexus-Gen model folder 'no-such-model' not found"),
+    ("NexusGenTextEncoderLoader", {"clip_l": "missing_clip.safetensors"}, r"clip_l: missing_clip.safetensors is not"),
+    ("NexusGenScheduler", {"steps": 0}, r"steps|smaller than min"),
+    ("NexusGenConditioning", {"guidance": -1.0}, r"guidance|smaller than min"),
+])
+def test_bad_values_are_refused_before_running_and_the_next_prompt_runs(comfy_server, object_info, node, inputs,
+                                                                        pattern):
+    client, _, _ = comfy_server
+    good = shrink(api(REPO / "workflows" / "nexus_gen_text_to_image.json", object_info), steps=2)
+    bad = json.loads(json.dumps(good))
+    next(n for n in bad.values() if n["class_type"] == node)["inputs"].update(inputs)
+    _bad(client, bad, pattern, when=("validation",))
+    assert client.run(good)["status"]["status_str"] == "success"
+
+
+def test_editing_decoder_for_text_to_image_says_so(comfy_server, object_info, tmp_path):
+    """It runs (the editing decoder accepts 81 target tokens), but the node says the kind is wrong."""
+    client, _, _ = comfy_server
+    prompt = shrink(api(REPO / "workflows" / "nexus_gen_text_to_image.json", object_info), steps=2)
+    next(n for n in prompt.values() if n["class_type"] == "NexusGenDecoderLoader")["inputs"]["decoder"] = \
+        "Nexus-GenV2/edit_decoder.bin"
+    cond = next(k for k, n in prompt.items() if n["class_type"] == "NexusGenConditioning")
+    import os
+    import subprocess
+    import sys
+    path = tmp_path / "kind.json"
+    path.write_text(json.dumps(prompt))
+    out = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), str(Path(__file__).parent / "ws_probe.py"),
+                          client.base, str(path)], capture_output=True, text=True, timeout=300, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    texts = [t["text"] for t in got["texts"] if t["node"] == cond]
+    assert any("editing decoder" in t and "generation_decoder.bin" in t for t in texts), got["texts"][:5]
