@@ -29,7 +29,12 @@ def test_model_folders_finds_qwen_configs_only(tmp_path):
     (tmp_path / "b" / "config.json").write_text(json.dumps({"model_type": "llama"}))
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "config.json").write_text("{broken")
-    assert paths.model_folders([str(tmp_path)]) == ["a/Nexus-GenV2"]
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "model.safetensors.index.json").write_text("{}")  # shards but no config.json
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "notes.txt").write_text("not a model")
+    # A plain Llama is not offered; a broken config or missing config.json is listed so the loader can say why.
+    assert paths.model_folders([str(tmp_path)]) == ["a/Nexus-GenV2", "c", "d"]
 
 
 def test_decoder_detection(tmp_path, tiny_root):
