@@ -8,25 +8,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from .decoder import EDITING, GENERATION, LoadedDecoder, initial_noise, load_decoder, sample, sigmas
+from .decoder import GENERATION, LoadedDecoder, initial_noise, load_decoder, sample, sigmas
 from .decoder.ids import zero_text_ids
 from .decoder.sampler import Conditioning
+from .defaults import DEFAULTS
 from .errors import NexusError
 from .flux.files import resolve_flux
 from .flux.text_encoders import TextEncoders
 from .flux.vae import decode_latents, load_vae, to_uint8
+from .validate import MAX_SIDE, check_cfg, check_guidance, check_seed, check_size, check_steps, check_text
 
 log = logging.getLogger(__name__)
-DEFAULTS = {
-    GENERATION: dict(width=512, height=512, steps=50, cfg=3.0, guidance=3.5, seed=52),
-    EDITING: dict(width=512, height=512, steps=50, cfg=1.0, guidance=3.5, seed=42),
-}
 
 
 @dataclass
@@ -38,17 +36,25 @@ class DecodeSettings:
     negative: str = ""
     guidance: float = 3.5
     seed: int = 52
+    max_side: int = MAX_SIDE
+
+    def check(self) -> "DecodeSettings":
+        """Every value in range (NexusError naming the first that is not); cheap, call before loading."""
+        check_size(self.width, self.height, self.max_side)
+        check_steps(self.steps)
+        check_cfg(self.cfg)
+        check_guidance(self.guidance)
+        check_seed(self.seed)
+        check_text(self.negative, "negative")
+        return self
 
     def rounded(self) -> "DecodeSettings":
-        """Sizes rounded up to multiples of 16, like the reference (and said so)."""
-        if self.width < 16 or self.height < 16:
-            raise NexusError(f"width and height must be at least 16, got {self.width}x{self.height}")
+        """Checked, with sizes rounded up to multiples of 16 like the reference (and said so)."""
+        self.check()
         w, h = -(-self.width // 16) * 16, -(-self.height // 16) * 16
         if (w, h) != (self.width, self.height):
             log.warning("size %dx%d rounded up to %dx%d (multiples of 16)", self.width, self.height, w, h)
-        if self.steps < 1:
-            raise NexusError(f"steps must be at least 1, got {self.steps}")
-        return DecodeSettings(w, h, self.steps, self.cfg, self.negative, self.guidance, self.seed)
+        return replace(self, width=w, height=h)
 
 
 @dataclass
