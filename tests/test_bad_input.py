@@ -170,3 +170,22 @@ def test_ctrl_c_during_start_up(files, delay):
     err = err.decode()
     assert "Traceback" not in err, err
     assert p.returncode == 130 and err.strip().endswith("nexus-gen: cancelled"), (p.returncode, err)
+
+
+def test_ctrl_c_that_a_library_turns_into_another_error(files, capsys, monkeypatch):
+    """transformers' lazy imports re-raise a KeyboardInterrupt as ModuleNotFoundError: still a cancel."""
+    import nexus_core.cli as cli
+
+    def interrupted_inside_a_lazy_import(a):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise ModuleNotFoundError("Could not import module 'Qwen2_5_VLForConditionalGeneration'") from None
+
+    monkeypatch.setattr(cli, "cmd_understand", interrupted_inside_a_lazy_import)
+    assert main(UND.format(**files).split()) == 130
+    assert capsys.readouterr().err.strip() == "nexus-gen: cancelled"
+    with pytest.raises(ModuleNotFoundError):  # without a Ctrl-C the same error is not hidden
+        monkeypatch.setattr(cli, "cmd_understand", lambda a: (_ for _ in ()).throw(ModuleNotFoundError("x")))
+        main(UND.format(**files).split())
