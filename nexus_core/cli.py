@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -401,11 +402,18 @@ def main(argv=None) -> int:
         except (NexusCancelled, KeyboardInterrupt):
             print("\nnexus-gen: cancelled", file=sys.stderr)
             return 130
-        except Exception:
-            if not seen["sigint"]:
-                raise
-            print("\nnexus-gen: cancelled", file=sys.stderr)
-            return 130
+        except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other tools do
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        except Exception as e:
+            if seen["sigint"]:
+                print("\nnexus-gen: cancelled", file=sys.stderr)
+                return 130
+            if isinstance(e, OSError):  # a full disk, a vanished folder: the system's own words, in one line
+                print(f"nexus-gen: error: {e}", file=sys.stderr)
+                return 1
+            raise
     return 0
 
 

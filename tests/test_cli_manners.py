@@ -168,3 +168,24 @@ def test_demo_default_folder_is_ignored_by_git():
     default = build_parser().parse_args(["demo"]).out
     p = subprocess.run(["git", "check-ignore", "-q", f"{default}/generation.png"], cwd=REPO)
     assert p.returncode == 0, f"{default}/ is not covered by .gitignore"
+
+
+def _understand_stream(tiny_root, **popen):
+    return subprocess.Popen([sys.executable, "-m", "nexus_core.cli", "understand", "--model",
+                             str(tiny_root / "Nexus-GenV2"), "--question", "hi", "--max-new-tokens", "60", "--stream",
+                             "--device", "cpu"], stderr=subprocess.PIPE, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": REPO}, **popen)
+
+
+def test_reader_that_goes_away_or_a_full_disk(tiny_root):
+    """`nexus-gen ... | head -c 1` stops quietly; a full stdout device is one line, not a traceback."""
+    p = _understand_stream(tiny_root, stdout=subprocess.PIPE)
+    assert p.stdout.read(1)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait() == 141 and "Traceback" not in err and "Exception ignored" not in err, err
+    if os.path.exists("/dev/full"):
+        with open("/dev/full", "w") as full:
+            p = _understand_stream(tiny_root, stdout=full)
+            err = p.communicate()[1].decode()
+        assert p.returncode == 1 and err.strip().endswith("nexus-gen: error: [Errno 28] No space left on device"), err
