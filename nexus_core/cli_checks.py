@@ -30,6 +30,13 @@ def check_settings(a) -> None:
         values = getattr(a, attr, None)
         for text in values if isinstance(values, list) else [values]:
             check_text(text, "--" + attr)
+    for text in getattr(a, "prompt", None) or []:
+        if not text.strip():
+            raise NexusError("--prompt is empty: describe the image to generate")
+    if getattr(a, "instruction", None) is not None and not a.instruction.strip():
+        raise NexusError("--instruction is empty: say what to change")
+    if a.command == "understand" and a.image is None and not a.question.strip():
+        raise NexusError("--question is empty (and no --image was given)")
     if hasattr(a, "width"):
         check_size(a.width, a.height, a.max_side, ("--width", "--height"), "--max-side")
         check_steps(a.steps, "--steps")
