@@ -85,10 +85,7 @@ def _check_outputs(a) -> None:
             if same_file(a.save_latents, a.out):
                 raise NexusError("--save-latents and --out name the same file; give the latents their own name")
             check_output(a.save_latents, "--save-latents", sources=sources)
-    elif a.command == "convert":
-        if not Path(a.decoder).is_file():
-            raise NexusError(f"Decoder file not found: {a.decoder} (expected generation_decoder.bin or "
-                             "edit_decoder.bin)")
+    elif a.command == "convert":  # the source exists: _check_inputs saw to it
         if same_file(a.decoder, a.out):
             raise NexusError(f"--out {a.out} is the source file {a.decoder} (or a link to it): converting would "
                              "destroy the source; choose another output name")

@@ -200,6 +200,6 @@ def same_file(a, b) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-__all__ = ["MAX_SCALE", "MAX_SIDE", "MAX_STEPS", "MIN_SIDE", "SEED_MAX", "check_cfg", "check_device",
-           "check_finite", "check_folder_target", "check_guidance", "check_image_suffix", "check_int", "check_output", "check_sampling",
-           "check_seed", "check_size", "check_steps", "check_text", "same_file"]
+__all__ = ["MAX_SCALE", "MAX_SIDE", "MAX_STEPS", "MIN_SIDE", "SEED_MAX", "check_cfg", "check_device", "check_finite",
+           "check_folder_target", "check_guidance", "check_image_suffix", "check_int", "check_output",
+           "check_sampling", "check_seed", "check_size", "check_steps", "check_text", "same_file"]

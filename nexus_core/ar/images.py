@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..defaults import VIT_SIZES
 from ..errors import NexusError
 from ..image_read import load_image  # noqa: F401  (re-exported: the AR reads every image through it)
 
