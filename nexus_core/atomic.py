@@ -62,8 +62,13 @@ def remove_stale_temps(path) -> list[Path]:
 @contextlib.contextmanager
 def atomic_write(path):
     """`with atomic_write(out) as tmp:` write tmp; on success it is flushed to disk and renamed to `out`,
-    on any error (or interrupt) it is removed and `out` is untouched."""
-    path = Path(path)
+    on any error (or interrupt) it is removed and `out` is untouched. A symbolic link is followed (the file it
+    points to is replaced, the link stays); a device or pipe (/dev/null, a FIFO) is written in place, since
+    renaming over it would replace the device node itself."""
+    path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        yield path
+        return
     remove_stale_temps(path)
     tmp = temp_path(path)
     try:

@@ -396,6 +396,7 @@ def main(argv=None) -> int:
             check_settings(a)  # no torch yet: a bad value is refused at once
             check_resources(a)  # device, dtype, model files: still before any model loads
             a.func(a)
+            sys.stdout.flush()  # a reader that went away shows here, not as a message at interpreter exit
         except NexusError as e:
             print(f"nexus-gen: error: {e}", file=sys.stderr)
             return 2

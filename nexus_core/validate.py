@@ -157,6 +157,10 @@ def check_output(path, name: str = "output", *, image: bool = False, overwrite: 
         raise NexusError(f"{name} {path} already exists; choose another name or {overwrite_hint}")
     if image:
         check_image_suffix(path, name)
+    if path.exists() and not path.is_file():  # a device or pipe (/dev/null, a FIFO): written in place
+        if not os.access(path, os.W_OK):
+            raise NexusError(f"Cannot write {name} {path}: permission denied")
+        return path
     reason = _writable(parent)
     if reason:
         raise NexusError(f"Cannot write {name} into {parent}: {reason}")

@@ -177,13 +177,21 @@ def _understand_stream(tiny_root, **popen):
                             env={**os.environ, "PYTHONPATH": REPO}, **popen)
 
 
-def test_reader_that_goes_away_or_a_full_disk(tiny_root):
+def test_reader_that_goes_away_or_a_full_disk(tiny_root, tmp_path):
     """`nexus-gen ... | head -c 1` stops quietly; a full stdout device is one line, not a traceback."""
     p = _understand_stream(tiny_root, stdout=subprocess.PIPE)
     assert p.stdout.read(1)
     p.stdout.close()
     err = p.stderr.read().decode()
     assert p.wait() == 141 and "Traceback" not in err and "Exception ignored" not in err, err
+    # buffered output (no --stream) fails only when flushed: still inside the command, still quiet
+    p = subprocess.Popen([sys.executable, "-m", "nexus_core.cli", "embeds", "--model", str(tiny_root / "Nexus-GenV2"),
+                          "--prompt", "a", "--mode", "fast", "--out", str(tmp_path / "e.safetensors")],
+                         stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, cwd=REPO, env={**os.environ, "PYTHONPATH": REPO})
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait() == 141 and "BrokenPipeError" not in err, err
     if os.path.exists("/dev/full"):
         with open("/dev/full", "w") as full:
             p = _understand_stream(tiny_root, stdout=full)

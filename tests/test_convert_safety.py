@@ -102,3 +102,34 @@ def test_killed_conversion_temp_is_removed_by_the_next_run(src, tmp_path):
     assert read_decoder(out).kind == "generation"
     assert not stale[0].exists()
     assert all(f.read_text() == "not yours" for f in others)
+
+
+def test_writes_keep_links_and_special_files(tmp_path):
+    """Renaming over a symbolic link replaces the link, over a device or FIFO replaces the node itself (an
+    `--out /dev/null` once turned /dev/null into a plain file): links are followed, special files written in
+    place. A FIFO stands in for /dev/null here, so a regression cannot damage the machine running the tests."""
+    import stat
+    import threading
+
+    import torch
+    from safetensors.torch import load_file
+
+    from nexus_core.safetensors_write import write_safetensors
+
+    real = tmp_path / "real.safetensors"
+    real.write_text("old")
+    os.symlink(real, tmp_path / "link.safetensors")
+    write_safetensors(tmp_path / "link.safetensors", {"x": torch.arange(3.0)})
+    assert os.path.islink(tmp_path / "link.safetensors")
+    assert load_file(str(real))["x"].tolist() == [0.0, 1.0, 2.0]
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()), daemon=True)
+    reader.start()
+    write_safetensors(fifo, {"x": torch.arange(3.0)})
+    reader.join(10)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert got and got[0].endswith(torch.arange(3.0).numpy().tobytes())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "link.safetensors", "real.safetensors"]
