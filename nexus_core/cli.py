@@ -1,28 +1,56 @@
-"""`nexus-gen` command line: thin argument parsing over nexus_core."""
+"""`nexus-gen` command line: thin argument parsing over nexus_core.
+
+Importing this module and building the parser import no torch: `--help` and `--version` answer at once, and
+every setting is checked (cli_checks) before anything heavy is imported or loaded.
+"""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
+import threading
 import time
 
+from . import __version__
+from .defaults import DEFAULTS, EDITING, GENERATION
 from .errors import NexusCancelled, NexusError
+from .validate import MAX_SIDE
+
+
+class _Help(argparse.HelpFormatter):
+    """Every option's help line ends with its default (unless it has none worth showing)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" not in text and action.option_strings and default not in (None, False, "")
+                and default is not argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
 
 
 def _common(p: argparse.ArgumentParser, model: bool = True):
     if model:
         p.add_argument("--model", required=True, help="Nexus-GenV2 folder (config.json, safetensors shards, tokenizer)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--dtype", default="auto", help="float32 | bfloat16 | float16 (default: fp32 on CPU, bf16 on GPU)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or xpu; auto = cuda if available, "
+                                                    "else cpu")
+    p.add_argument("--dtype", default="auto", help="float32 | bfloat16 | float16; auto = float32 on CPU, "
+                                                   "bfloat16 on GPU")
 
 
 def _sampling_args(p):
-    p.add_argument("--max-new-tokens", type=int, default=1024)
-    p.add_argument("--seed", type=int, default=None, help="seed for sampling (only used when sampling)")
-    p.add_argument("--do-sample", choices=["true", "false"], default=None, help="override generation_config.json")
-    p.add_argument("--temperature", type=float, default=None)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--repetition-penalty", type=float, default=None)
+    p.add_argument("--max-new-tokens", type=int, default=1024, help="reply budget in tokens")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed for sampling, 0 .. 2**64-1 (only used when sampling; default: random)")
+    p.add_argument("--do-sample", choices=["true", "false"], default=None,
+                   help="sample or pick the most likely token (default: from generation_config.json)")
+    p.add_argument("--temperature", type=float, default=None, help="> 0 (default: from generation_config.json)")
+    p.add_argument("--top-k", type=int, default=None, help=">= 0, 0 = off (default: from generation_config.json)")
+    p.add_argument("--top-p", type=float, default=None, help="in (0, 1] (default: from generation_config.json)")
+    p.add_argument("--repetition-penalty", type=float, default=None,
+                   help="> 0, 1 = off (default: from generation_config.json)")
 
 
 def _sampling(ar, a):
@@ -43,18 +71,20 @@ def _load(a):
 
 def cmd_understand(a):
     from .ar import understand
+    from .text_stream import TextStream
 
     ar = _load(a)
-
-    def stream(tok, ids):
-        if a.stream:
-            print(ar.tokenizer.decode([tok], skip_special_tokens=True), end="", flush=True, file=sys.stderr)
-
+    stream = None
+    if a.stream:  # the answer goes to stdout once, as it is written, whole characters only
+        stream = TextStream(lambda ids: ar.tokenizer.decode(ids, skip_special_tokens=True),
+                            lambda s: print(s, end="", flush=True))
     text = understand(ar, a.question, a.image, max_new_tokens=a.max_new_tokens, sampling=_sampling(ar, a),
-                      seed=a.seed, on_token=stream)
-    if a.stream:
-        print(file=sys.stderr)
-    print(text)
+                      seed=a.seed, on_token=(lambda tok, ids: stream.update(ids)) if stream else None)
+    if stream:
+        stream.finish(text)
+        print()
+    else:
+        print(text)
 
 
 def cmd_encode(a):
@@ -72,15 +102,11 @@ def cmd_embeds(a):
     from .ar import editing_request, generation_request, predict
     from .embeddings_file import save_embeddings
 
-    if (a.prompt is None) == (a.image is None):
-        raise NexusError("Give either --prompt (generation) or --image with --instruction (editing)")
     ar = _load(a)
     if a.prompt is not None:
         reqs = [generation_request(p, a.language) for p in a.prompt]
         kind = "generation"
     else:
-        if not a.instruction:
-            raise NexusError("--image needs --instruction")
         reqs = [editing_request(ar, a.image, a.instruction, a.language)]
         kind = "editing"
     kw = {} if a.mode == "fast" else dict(max_new_tokens=a.max_new_tokens, sampling=_sampling(ar, a), seed=a.seed)
@@ -100,27 +126,33 @@ def cmd_embeds(a):
 
 
 def _ar_embed_args(p, language: str):
-    p.add_argument("--language", choices=["en", "zh", "auto"], default=language)
+    p.add_argument("--language", choices=["en", "zh", "auto"], default=language,
+                   help="prompt template language; auto = from the text's script")
     p.add_argument("--mode", choices=["reference", "fast"], default="reference",
                    help="reference = the model writes its reply; fast = fixed training reply, one forward")
-    p.add_argument("--max-new-tokens", type=int, default=1024)
+    p.add_argument("--max-new-tokens", type=int, default=1024,
+                   help="reply budget in reference mode (must hold the 83-token image span)")
 
 
 def _decode_args(p, kind):
-    from .pipeline import DEFAULTS
     d = DEFAULTS[kind]
     p.add_argument("--flux", required=True, help="FLUX.1-dev subset: text_encoder(_2)/, tokenizer(_2)/, ae.safetensors or vae/")
     p.add_argument("--decoder", default=None, help="decoder file (default: the one in --model)")
-    p.add_argument("--width", type=int, default=d["width"], help="rounded up to a multiple of 16")
-    p.add_argument("--height", type=int, default=d["height"], help="rounded up to a multiple of 16")
-    p.add_argument("--steps", type=int, default=d["steps"])
-    p.add_argument("--cfg", type=float, default=d["cfg"], help="CFG scale; != 1 runs the T5 negative branch")
+    p.add_argument("--width", type=int, default=d["width"], help="image width, 16 .. --max-side, rounded up to a "
+                                                                 "multiple of 16")
+    p.add_argument("--height", type=int, default=d["height"], help="image height, 16 .. --max-side, rounded up to "
+                                                                   "a multiple of 16")
+    p.add_argument("--max-side", type=int, default=MAX_SIDE,
+                   help="largest --width/--height accepted (memory and time grow with the area)")
+    p.add_argument("--steps", type=int, default=d["steps"], help="sampling steps, 1 .. 10000")
+    p.add_argument("--cfg", type=float, default=d["cfg"], help="CFG scale, 0 .. 100; != 1 runs the T5 negative branch")
     p.add_argument("--negative", default="", help="negative prompt (used when cfg != 1)")
-    p.add_argument("--guidance", type=float, default=d["guidance"], help="FLUX embedded guidance")
-    p.add_argument("--seed", type=int, default=d["seed"], help="noise seed (noise is drawn on the CPU in float32)")
+    p.add_argument("--guidance", type=float, default=d["guidance"], help="FLUX embedded guidance, 0 .. 100")
+    p.add_argument("--seed", type=int, default=d["seed"],
+                   help="noise seed, 0 .. 2**64-1 (noise is drawn on the CPU in float32)")
     p.add_argument("--fp8", action="store_true", help="store the DiT in float8_e4m3fn, compute in --dtype")
     p.add_argument("--no-offload", action="store_true", help="keep every stage on the device")
-    p.add_argument("--out", required=True, help="output PNG")
+    p.add_argument("--out", required=True, help="output image (.png; a batch writes NAME_0.png, NAME_1.png ...)")
     p.add_argument("--save-latents", default=None, help="also write the final latents (safetensors)")
 
 
@@ -130,15 +162,13 @@ def _run_decode(a, kind, embeds, reference=None, texts=(), ar=None, timings=None
     from .decoder import load_decoder
     from .devices import pick_device, pick_dtype
     from .embeddings_file import save_embeddings
-    from .pipeline import DecodeSettings, Timings, decode_embeddings, default_decoder_path, load_flux, save_png
+    from .pipeline import (DecodeSettings, Timings, decode_embeddings, default_decoder_path, latents_metadata,
+                           load_flux, save_png)
 
     timings = timings or Timings()
     device = pick_device(a.device)
     dtype = pick_dtype(a.dtype, device)
-    from pathlib import Path
-    if not Path(a.out).parent.is_dir():  # fail before the heavy work
-        from .errors import NexusError
-        raise NexusError(f"Output folder does not exist: {Path(a.out).parent}")
+    settings = DecodeSettings(a.width, a.height, a.steps, a.cfg, a.negative, a.guidance, a.seed, a.max_side)
     if ar is not None and device.type != "cpu" and not a.no_offload:
         ar.to("cpu")
         torch.cuda.empty_cache()
@@ -148,7 +178,6 @@ def _run_decode(a, kind, embeds, reference=None, texts=(), ar=None, timings=None
                            torch.float8_e4m3fn if a.fp8 else None, expect=kind)
     with timings.stage("load FLUX parts"):
         text, vae = load_flux(a.flux, dtype, device)
-    settings = DecodeSettings(a.width, a.height, a.steps, a.cfg, a.negative, a.guidance, a.seed)
 
     def step(i, n, x):
         print(f"\rstep {i + 1}/{n}", end="" if i + 1 < n else "\n", file=sys.stderr, flush=True)
@@ -161,7 +190,9 @@ def _run_decode(a, kind, embeds, reference=None, texts=(), ar=None, timings=None
     for p in save_png(images, a.out, meta):
         print(f"wrote {p} ({images.shape[2]}x{images.shape[1]})")
     if a.save_latents:
-        save_embeddings(a.save_latents, {"latents": latents}, kind="latents", seed=str(a.seed))
+        prompts = getattr(a, "prompt", None) or [getattr(a, "instruction", None) or f"image {a.image}"]
+        save_embeddings(a.save_latents, {"latents": latents},
+                        **latents_metadata(latents, vae, kind, settings, prompts, list(texts)))
         print(f"wrote {a.save_latents}")
     for k, v in timings.stages.items():
         print(f"  {k:<20} {v:7.2f} s", file=sys.stderr)
@@ -193,13 +224,13 @@ def _embed_then_decode(a, kind, make_requests, reference=None):
 def cmd_generate(a):
     from .ar import generation_request
 
-    _embed_then_decode(a, "generation", lambda ar: [generation_request(p, a.language) for p in a.prompt])
+    _embed_then_decode(a, GENERATION, lambda ar: [generation_request(p, a.language) for p in a.prompt])
 
 
 def cmd_edit(a):
     from .ar import editing_request, reference_embeddings
 
-    ref = (lambda ar: reference_embeddings(ar, a.image).unsqueeze(0)) if a.decoder_kind == "editing" else None
+    ref = (lambda ar: reference_embeddings(ar, a.image).unsqueeze(0)) if a.decoder_kind == EDITING else None
     _embed_then_decode(a, a.decoder_kind, lambda ar: [editing_request(ar, a.image, a.instruction, a.language)], ref)
 
 
@@ -212,7 +243,7 @@ def cmd_variation(a):
         ar = _load(a)
     with t.stage("ViT embeddings"):
         emb = encode_image(ar, a.image, 81, a.resize).unsqueeze(0)
-    _run_decode(a, "generation", emb, None, (), ar, t)
+    _run_decode(a, GENERATION, emb, None, (), ar, t)
 
 
 def cmd_convert(a):
@@ -224,7 +255,7 @@ def cmd_convert(a):
         if i == n or i % 50 == 0:
             print(f"\r{i}/{n} tensors", end="" if i < n else "\n", file=sys.stderr, flush=True)
 
-    out = convert_decoder(a.decoder, a.out, a.layout, a.dtype, on_tensor=progress)
+    out = convert_decoder(a.decoder, a.out, a.layout, a.dtype, on_tensor=progress, overwrite=a.overwrite)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, {a.layout} layout, {a.dtype}) "
           f"in {time.perf_counter() - t:.1f}s")
 
@@ -246,92 +277,144 @@ def cmd_demo(a):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nexus-gen", description="Nexus-Gen V2: understanding, generation, editing")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="nexus-gen", description="Nexus-Gen V2: understanding, generation, editing",
+                                formatter_class=_Help)
+    p.add_argument("--version", action="version", version=f"nexus-gen {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("understand", help="answer a question about an image (or a text-only question)")
+    def command(name, help):
+        return sub.add_parser(name, help=help, description=help, formatter_class=_Help)
+
+    s = command("understand", "answer a question about an image (or a text-only question)")
     _common(s)
-    s.add_argument("--image", default=None)
-    s.add_argument("--question", default="", help="default with an image: a brief description")
-    s.add_argument("--stream", action="store_true", help="print tokens to stderr as they are produced")
+    s.add_argument("--image", default=None, help="image file to ask about (optional)")
+    s.add_argument("--question", default="", help="the question; with an image and no question: a brief description")
+    s.add_argument("--stream", action="store_true", help="print the answer while it is written (to stdout, once)")
     _sampling_args(s)
     s.set_defaults(func=cmd_understand)
 
-    s = sub.add_parser("encode", help="ViT embeddings of an image (81 or 324 tokens)")
+    s = command("encode", "ViT embeddings of an image (81 or 324 tokens)")
     _common(s)
-    s.add_argument("--image", required=True)
+    s.add_argument("--image", required=True, help="image file")
     s.add_argument("--tokens", type=int, default=81, help="81 (252x252) or 324 (504x504)")
     s.add_argument("--resize", choices=["squash", "crop"], default="squash",
                    help="squash = reference (bilinear, aspect ignored); crop = decoder training (short side + centre)")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="output .safetensors file")
     s.set_defaults(func=cmd_encode)
 
-    s = sub.add_parser("embeds", help="predicted image embeddings for a prompt or an editing instruction")
+    s = command("embeds", "predicted image embeddings for a prompt or an editing instruction")
     _common(s)
-    s.add_argument("--prompt", action="append", default=None, help="repeat for a batch")
-    s.add_argument("--language", choices=["en", "zh", "auto"], default="en")
-    s.add_argument("--image", default=None)
-    s.add_argument("--instruction", default=None)
-    s.add_argument("--mode", choices=["reference", "fast"], default="reference")
-    s.add_argument("--out", required=True)
+    s.add_argument("--prompt", action="append", default=None, help="generation prompt; repeat for a batch")
+    s.add_argument("--language", choices=["en", "zh", "auto"], default="en",
+                   help="prompt template language; auto = from the text's script")
+    s.add_argument("--image", default=None, help="image to edit (with --instruction)")
+    s.add_argument("--instruction", default=None, help="editing instruction (with --image)")
+    s.add_argument("--mode", choices=["reference", "fast"], default="reference",
+                   help="reference = the model writes its reply; fast = fixed training reply, one forward")
+    s.add_argument("--out", required=True, help="output .safetensors file")
     _sampling_args(s)
     s.set_defaults(func=cmd_embeds)
 
-    s = sub.add_parser("generate", help="text -> image")
+    s = command("generate", "text -> image")
     _common(s)
-    s.add_argument("--prompt", action="append", required=True, help="repeat for a batch")
+    s.add_argument("--prompt", action="append", required=True, help="what to draw; repeat for a batch")
     _ar_embed_args(s, "en")
-    _decode_args(s, "generation")
+    _decode_args(s, GENERATION)
     s.set_defaults(func=cmd_generate)
 
-    s = sub.add_parser("edit", help="image + instruction -> image")
+    s = command("edit", "image + instruction -> image")
     _common(s)
-    s.add_argument("--image", required=True)
-    s.add_argument("--instruction", required=True)
-    s.add_argument("--decoder-kind", choices=["editing", "generation"], default="editing",
+    s.add_argument("--image", required=True, help="image to edit")
+    s.add_argument("--instruction", required=True, help="what to change")
+    s.add_argument("--decoder-kind", choices=[EDITING, GENERATION], default=EDITING,
                    help="generation = the generation decoder on the AR output only (large conceptual edits)")
     _ar_embed_args(s, "auto")
-    _decode_args(s, "editing")
+    _decode_args(s, EDITING)
     s.set_defaults(func=cmd_edit)
 
-    s = sub.add_parser("variation", help="image -> ViT embeddings -> generation decoder")
+    s = command("variation", "image -> ViT embeddings -> generation decoder")
     _common(s)
-    s.add_argument("--image", required=True)
+    s.add_argument("--image", required=True, help="image to vary")
     s.add_argument("--resize", choices=["crop", "squash"], default="crop",
-                   help="crop = the decoder's training policy (default), squash = the reference's ViT resize")
-    _decode_args(s, "generation")
+                   help="crop = the decoder's training policy, squash = the reference's ViT resize")
+    _decode_args(s, GENERATION)
     s.set_defaults(func=cmd_variation)
 
-    s = sub.add_parser("convert", help="decoder .bin -> .safetensors (ComfyUI or diffusers layout), streamed")
-    s.add_argument("decoder")
-    s.add_argument("--out", required=True)
-    s.add_argument("--layout", choices=["comfyui", "diffusers"], default="comfyui")
-    s.add_argument("--dtype", choices=["bf16", "fp16", "fp32", "fp8_e4m3fn", "fp8_e5m2"], default="bf16")
+    s = command("convert", "decoder .bin -> .safetensors (ComfyUI or diffusers layout), streamed")
+    s.add_argument("decoder", help="the original decoder file (generation_decoder.bin or edit_decoder.bin)")
+    s.add_argument("--out", required=True, help="output .safetensors file; never the source, never an existing "
+                                                "file unless --overwrite")
+    s.add_argument("--layout", choices=["comfyui", "diffusers"], default="comfyui",
+                   help="comfyui = ComfyUI's diffusion-model loader reads it; diffusers = FluxTransformer2DModel keys")
+    s.add_argument("--dtype", choices=["bf16", "fp16", "fp32", "fp8_e4m3fn", "fp8_e5m2"], default="bf16",
+                   help="storage dtype of the weights (fp8 keeps biases, norms and the projector in bf16)")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out (only once the new file is complete)")
     s.set_defaults(func=cmd_convert)
 
-    s = sub.add_parser("make-tiny", help="write a tiny random Nexus-Gen model set (for tests and the demo)")
-    s.add_argument("dir")
-    s.add_argument("--seed", type=int, default=0)
+    s = command("make-tiny", "write a tiny random Nexus-Gen model set (for tests and the demo)")
+    s.add_argument("dir", help="folder to write into (created if missing)")
+    s.add_argument("--seed", type=int, default=0, help="random seed of the weights")
     s.add_argument("--comfyui", action="store_true",
                    help="write a ComfyUI models folder (nexus_gen/, text_encoders/, vae/ with a full-size random AE)")
     s.set_defaults(func=cmd_make_tiny)
-    s = sub.add_parser("demo", help="make the tiny model set if needed and run every stage on it")
+
+    s = command("demo", "make the tiny model set if needed and run every stage on it")
     s.add_argument("--out", default="nexus_demo", help="folder for the tiny models and the outputs")
     _common(s, model=False)
     s.set_defaults(func=cmd_demo)
     return p
 
 
-def main(argv=None) -> int:
-    a = build_parser().parse_args(argv)
+@contextlib.contextmanager
+def _note_interrupts():
+    """Remember a Ctrl-C even when a library turns the KeyboardInterrupt into another error (transformers'
+    lazy imports re-raise it as ModuleNotFoundError)."""
+    seen = {"sigint": False}
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield seen  # embedded, or someone else handles Ctrl-C: leave it alone
+        return
+
+    def handler(signum, frame):
+        seen["sigint"] = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
     try:
-        a.func(a)
-    except NexusError as e:
-        print(f"nexus-gen: error: {e}", file=sys.stderr)
-        return 2
-    except (NexusCancelled, KeyboardInterrupt):
-        print("nexus-gen: cancelled", file=sys.stderr)
-        return 130
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def main(argv=None) -> int:
+    with _note_interrupts() as seen:
+        try:
+            from .cli_checks import check_resources, check_settings
+
+            a = build_parser().parse_args(argv)
+            check_settings(a)  # no torch yet: a bad value is refused at once
+            check_resources(a)  # device, dtype, model files: still before any model loads
+            a.func(a)
+            sys.stdout.flush()  # a reader that went away shows here, not as a message at interpreter exit
+        except NexusError as e:
+            print(f"nexus-gen: error: {e}", file=sys.stderr)
+            return 2
+        except (NexusCancelled, KeyboardInterrupt):
+            print("\nnexus-gen: cancelled", file=sys.stderr)
+            return 130
+        except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other tools do
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        except Exception as e:
+            if seen["sigint"]:
+                print("\nnexus-gen: cancelled", file=sys.stderr)
+                return 130
+            if isinstance(e, OSError):  # a full disk, a vanished folder: the system's own words, in one line
+                print(f"nexus-gen: error: {e}", file=sys.stderr)
+                return 1
+            raise
     return 0
 
 

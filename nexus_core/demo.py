@@ -7,17 +7,26 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from .atomic import atomic_write
+
 
 def _demo_image(path: Path) -> Path:
     img = Image.new("RGB", (150, 100), (235, 235, 220))
     d = ImageDraw.Draw(img)
     d.rectangle((15, 20, 60, 80), fill=(200, 30, 30))
     d.ellipse((85, 25, 135, 75), fill=(30, 60, 200))
-    img.save(path)
+    with atomic_write(path) as tmp:
+        img.save(tmp, format="PNG")
     return path
 
 
 def run_demo(out: Path, device="auto", dtype="auto") -> dict:
+    """Each stage's time is printed as soon as it finishes; the list of outputs comes at the end."""
+    from .validate import check_folder_target
+
+    check_folder_target(out, "demo folder")
+    print(f"Nexus-Gen demo on a tiny random model set; outputs are noise by design. Writing into {out.resolve()}",
+          flush=True)
     from .ar import (editing_request, encode_image, generation_request, load_ar, predict, reference_embeddings,
                      understand)
     from .decoder import load_decoder
@@ -28,11 +37,13 @@ def run_demo(out: Path, device="auto", dtype="auto") -> dict:
     out.mkdir(parents=True, exist_ok=True)
     models = out / "models"
     times = {}
+    print("stage times:", flush=True)
 
     def stage(name, fn):
         t = time.perf_counter()
         result = fn()
         times[name] = time.perf_counter() - t
+        print(f"  {name:<36} {times[name]:7.2f} s", flush=True)
         return result
 
     if not (models / "FLUX.1-dev" / "ae.safetensors").is_file():
@@ -40,7 +51,8 @@ def run_demo(out: Path, device="auto", dtype="auto") -> dict:
     image = _demo_image(out / "input.png")
     ar = stage("load AR", lambda: load_ar(models / "Nexus-GenV2", device, dtype))
     answer = stage("understand", lambda: understand(ar, "What is in this picture?", image, max_new_tokens=24))
-    (out / "understanding.txt").write_text(answer, encoding="utf-8")
+    with atomic_write(out / "understanding.txt") as tmp:
+        tmp.write_text(answer, encoding="utf-8")
     gen = stage("embeds (generation, reference)", lambda: predict(
         ar, [generation_request("A red fox sitting in the snow at sunset.")], "reference", max_new_tokens=120))
     save_embeddings(out / "generation_embeds.safetensors", {"image_embeddings": gen.embeddings}, text=gen.texts)
@@ -72,7 +84,7 @@ def run_demo(out: Path, device="auto", dtype="auto") -> dict:
         imgs, _ = stage(f"decode {name}", lambda: decode_embeddings(dec, text, vae, emb, settings, r, ar.device))
         images += save_png(imgs, out / name)
 
-    print(f"Nexus-Gen demo on a tiny random model set ({ar.dtype}, {ar.device}); outputs are noise by design.")
+    print(f"outputs ({ar.dtype}, {ar.device}):")
     print(f"  models:        {models}")
     print(f"  understanding: {out / 'understanding.txt'}  ({answer[:40]!r}...)")
     print(f"  generation:    {out / 'generation_embeds.safetensors'}  reply {gen.texts[0][-60:]!r}")
@@ -81,7 +93,4 @@ def run_demo(out: Path, device="auto", dtype="auto") -> dict:
     print(f"  ViT:           {out / 'vit_embeds.safetensors'}")
     for p in images:
         print(f"  image:         {p}")
-    print("stage times:")
-    for k, v in times.items():
-        print(f"  {k:<36} {v:7.2f} s")
     return times

@@ -8,25 +8,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from .decoder import EDITING, GENERATION, LoadedDecoder, initial_noise, load_decoder, sample, sigmas
+from .atomic import atomic_write
+from .decoder import GENERATION, LoadedDecoder, initial_noise, load_decoder, sample, sigmas
 from .decoder.ids import zero_text_ids
 from .decoder.sampler import Conditioning
+from .defaults import DEFAULTS
 from .errors import NexusError
 from .flux.files import resolve_flux
 from .flux.text_encoders import TextEncoders
 from .flux.vae import decode_latents, load_vae, to_uint8
+from .validate import (MAX_SIDE, check_cfg, check_guidance, check_image_suffix, check_seed, check_size, check_steps,
+                       check_text)
 
 log = logging.getLogger(__name__)
-DEFAULTS = {
-    GENERATION: dict(width=512, height=512, steps=50, cfg=3.0, guidance=3.5, seed=52),
-    EDITING: dict(width=512, height=512, steps=50, cfg=1.0, guidance=3.5, seed=42),
-}
 
 
 @dataclass
@@ -38,17 +38,25 @@ class DecodeSettings:
     negative: str = ""
     guidance: float = 3.5
     seed: int = 52
+    max_side: int = MAX_SIDE
+
+    def check(self) -> "DecodeSettings":
+        """Every value in range (NexusError naming the first that is not); cheap, call before loading."""
+        check_size(self.width, self.height, self.max_side)
+        check_steps(self.steps)
+        check_cfg(self.cfg)
+        check_guidance(self.guidance)
+        check_seed(self.seed)
+        check_text(self.negative, "negative")
+        return self
 
     def rounded(self) -> "DecodeSettings":
-        """Sizes rounded up to multiples of 16, like the reference (and said so)."""
-        if self.width < 16 or self.height < 16:
-            raise NexusError(f"width and height must be at least 16, got {self.width}x{self.height}")
+        """Checked, with sizes rounded up to multiples of 16 like the reference (and said so)."""
+        self.check()
         w, h = -(-self.width // 16) * 16, -(-self.height // 16) * 16
         if (w, h) != (self.width, self.height):
             log.warning("size %dx%d rounded up to %dx%d (multiples of 16)", self.width, self.height, w, h)
-        if self.steps < 1:
-            raise NexusError(f"steps must be at least 1, got {self.steps}")
-        return DecodeSettings(w, h, self.steps, self.cfg, self.negative, self.guidance, self.seed)
+        return replace(self, width=w, height=h)
 
 
 @dataclass
@@ -115,6 +123,34 @@ def decode_embeddings(decoder: LoadedDecoder, text: TextEncoders, vae, embeds: t
     return images, latents.float().cpu()
 
 
+def latents_metadata(latents: torch.Tensor, vae, kind: str, settings: DecodeSettings, prompts=(),
+                     replies=()) -> dict:
+    """What a saved latents file holds, in a fixed order: content and layout first, then how it was made."""
+    from .flux.vae import latent_factors
+
+    scale, shift = latent_factors(vae)
+    return {
+        "kind": "latents",
+        "holds": "FLUX latents of the generated images after the last sampling step, before the VAE; "
+                 "image = vae.decode(latents / scaling_factor + shift_factor)",
+        "shape": list(latents.shape),
+        "layout": "batch, channels, height/8, width/8",
+        "dtype": str(latents.dtype).replace("torch.", ""),
+        "scaling_factor": scale,
+        "shift_factor": shift,
+        "decoder": kind,
+        "width": latents.shape[-1] * 8,  # as decoded, after rounding up to multiples of 16
+        "height": latents.shape[-2] * 8,
+        "steps": settings.steps,
+        "cfg": settings.cfg,
+        "guidance": settings.guidance,
+        "seed": str(settings.seed),  # a string: JSON readers lose precision above 2**53
+        "negative": settings.negative,
+        "prompts": list(prompts),
+        "replies": list(replies),
+    }
+
+
 def load_flux(flux_dir, dtype=torch.float32, device="cpu") -> tuple[TextEncoders, torch.nn.Module]:
     files = resolve_flux(flux_dir)
     return TextEncoders(files.clip, files.clip_tokenizer, files.t5, files.t5_tokenizer, dtype, device), \
@@ -137,16 +173,18 @@ def save_png(images: torch.Tensor, out, metadata: dict | None = None) -> list[Pa
     out = Path(out)
     if not out.parent.is_dir():
         raise NexusError(f"Output folder does not exist: {out.parent}")
+    fmt = check_image_suffix(out)
     info = PngInfo()
     for k, v in (metadata or {}).items():
         info.add_text(k, str(v))
     paths = []
     for i, img in enumerate(images):
         p = out if len(images) == 1 else out.with_name(f"{out.stem}_{i}{out.suffix}")
-        Image.fromarray(img.numpy()).save(p, pnginfo=info)
+        with atomic_write(p) as tmp:  # the temp name has no image suffix: give PIL the format
+            Image.fromarray(img.numpy()).save(tmp, format=fmt, pnginfo=info)
         paths.append(p)
     return paths
 
 
-__all__ = ["DEFAULTS", "DecodeSettings", "Timings", "decode_embeddings", "default_decoder_path", "load_decoder",
-           "load_flux", "negative_conditioning", "on_device", "save_png"]
+__all__ = ["DEFAULTS", "DecodeSettings", "Timings", "decode_embeddings", "default_decoder_path", "latents_metadata",
+           "load_decoder", "load_flux", "negative_conditioning", "on_device", "save_png"]

@@ -15,6 +15,7 @@ import torch
 from transformers import DynamicCache
 
 from ..errors import NexusCancelled, NexusError
+from ..validate import check_int, check_seed
 from .positions import prompt_positions, span_positions
 from .sampling import SamplingConfig, choose_token
 
@@ -85,10 +86,11 @@ def decode(ar, prompt_ids: list[int], pixel_values: torch.Tensor | None = None, 
     tk = ar.tokens
     n_img, side = ar.n_image_tokens, round(ar.n_image_tokens ** 0.5)
     span_len = n_img + 2  # vision_start, N pads, vision_end
+    check_int(opts.max_new_tokens, "max_new_tokens", 1)
     if opts.want_image and opts.max_new_tokens < span_len:
         raise NexusError(f"max_new_tokens={opts.max_new_tokens} cannot hold an image ({span_len} tokens)")
-    if opts.max_new_tokens < 1:
-        raise NexusError("max_new_tokens must be at least 1")
+    if opts.seed is not None:
+        check_seed(opts.seed)
     sampling = opts.sampling or ar.sampling
     gen = None
     if sampling.do_sample:

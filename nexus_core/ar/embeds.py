@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import NexusError
+from ..validate import check_text
 from .decoding import DecodeOptions, all2all_text, decode
 from .images import bound_image, load_image, pixel_values
 from .prompts import ASSISTANT_PREFIXES, detect_language, editing_content, generation_prompt
@@ -38,6 +39,7 @@ class Embeddings:
 
 
 def generation_request(prompt: str, language: str = "en") -> Request:
+    check_text(prompt, "prompt")
     if language == "auto":
         language = detect_language(prompt)
     content = [{"type": "text", "text": generation_prompt(prompt, language)}]
@@ -45,6 +47,7 @@ def generation_request(prompt: str, language: str = "en") -> Request:
 
 
 def editing_request(ar, image, instruction: str, language: str = "auto", max_pixels: int | None = None) -> Request:
+    check_text(instruction, "instruction")
     images = image if isinstance(image, (list, tuple)) else [image]
     content = editing_content(instruction, len(images))
     vc = ar.vision_config

@@ -6,13 +6,13 @@ resize, then runs Qwen2VLImageProcessor (rescale, CLIP normalisation, 14 px patc
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import NexusError
+from ..image_read import load_image  # noqa: F401  (re-exported: the AR reads every image through it)
 
 FACTOR = 28  # 14 px patches x 2x2 merge: one LLM token per 28x28 pixels
 MIN_PIXELS = 4 * 28 * 28
@@ -21,36 +21,6 @@ VISION_INFO_MAX_PIXELS = 16384 * 28 * 28  # qwen_vl_utils' own bound, applied fi
 MAX_ASPECT = 200
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-# ViT token counts offered by `encode`: 252^2 -> 81 tokens (the decoders' target space), 504^2 -> 324.
-VIT_SIZES = {81: 252, 324: 504}
-
-
-def load_image(image) -> Image.Image:
-    """Open a path or accept a PIL image / HxWxC array; return RGB (transparent areas composited on white)."""
-    if isinstance(image, (str, os.PathLike)):
-        try:
-            with Image.open(image) as im:
-                im.load()
-                image = im.copy()
-        except FileNotFoundError:
-            raise NexusError(f"Image not found: {image}") from None
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise NexusError(f"Cannot read image {image}: {e}") from None
-    elif isinstance(image, np.ndarray):
-        arr = image
-        if arr.dtype != np.uint8:
-            arr = (np.clip(arr, 0, 1) * 255).round().astype(np.uint8)
-        image = Image.fromarray(arr.squeeze())
-    if not isinstance(image, Image.Image):
-        raise NexusError(f"Expected an image path, PIL image or array, got {type(image).__name__}")
-    if image.width < 1 or image.height < 1:
-        raise NexusError(f"Image has no pixels ({image.width}x{image.height})")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGB", rgba.size, (255, 255, 255))
-        white.paste(rgba, mask=rgba.split()[3])
-        return white
-    return image.convert("RGB")
 
 
 def smart_resize(height: int, width: int, factor: int = FACTOR, min_pixels: int = MIN_PIXELS,

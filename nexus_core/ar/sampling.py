@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..errors import NexusError
+from ..validate import check_sampling
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,7 @@ class SamplingConfig:
 
     def override(self, **kw) -> "SamplingConfig":
         cfg = replace(self, **{k: v for k, v in kw.items() if v is not None})
-        if cfg.temperature <= 0 or not 0 < cfg.top_p <= 1 or cfg.top_k < 0 or cfg.repetition_penalty <= 0:
-            raise NexusError(f"Invalid sampling settings: {cfg}")
+        check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.repetition_penalty)
         return cfg
 
 

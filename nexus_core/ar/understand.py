@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..errors import NexusError
+from ..validate import check_text
 from .decoding import DecodeOptions, decode
 from .images import load_image, pixel_values, prepare_understanding_image
 from .prompts import DEFAULT_QUESTION
@@ -12,7 +13,7 @@ SYSTEM_PROMPT = "You are a helpful assistant."
 def understand(ar, question: str = "", image=None, max_pixels: int | None = None, **decode_kw) -> str:
     """Answer `question` (about `image` if given). decode_kw: max_new_tokens, sampling, seed, on_token,
     should_stop (see DecodeOptions)."""
-    question = (question or "").strip() and question
+    question = (check_text(question, "question") or "").strip() and question
     content, grids, pv = [], [], None
     if image is not None:
         im = prepare_understanding_image(load_image(image), *(max_pixels,) if max_pixels else ())

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import torch
 
+from ..defaults import VIT_SIZES
 from ..errors import NexusError
-from .images import VIT_SIZES, load_image, pixel_values, vit_resize
+from .images import load_image, pixel_values, vit_resize
 
 
 @torch.inference_mode()

@@ -3,21 +3,24 @@
 The .bin is memory-mapped (torch.load weights_only=True, mmap=True); the safetensors header is computed from
 shapes first, then each tensor is mapped, cast and written, and the pages it was read from are released
 (madvise), so peak memory stays a small fraction of the file. Output goes to a temp file that is renamed at the
-end: an interrupted run leaves nothing half-written and a rerun simply starts over.
+end: an interrupted run leaves nothing half-written and a rerun simply starts over (removing the temp file of
+a killed run). The output is never the source (by any path or link) and never replaces a file unasked.
 """
 from __future__ import annotations
 
 import ctypes
 import json
 import mmap
-import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from ..atomic import atomic_write
 from ..errors import NexusCancelled, NexusError
+from ..validate import check_output, same_file
 from .checkpoint import FORMAT, PROJECTOR_PREFIX, read_decoder
 from .keymap import LAYOUTS, map_key
 
@@ -61,17 +64,28 @@ def _plan(dec, layout: str, dtype: torch.dtype):
     return plan
 
 
+def check_target(src, out, overwrite: bool = False) -> Path:
+    """Refuse an output that is the source itself (same path, another path, a symbolic or hard link to it),
+    a folder, a missing or unwritable folder, or (unless overwrite) an existing file."""
+    out = Path(out)
+    if same_file(src, out):
+        raise NexusError(f"The output {out} is the source file {src} (or a link to it): converting would destroy "
+                         "the source; choose another output name")
+    return check_output(out, "output", overwrite=overwrite, overwrite_hint="ask to overwrite it (--overwrite)")
+
+
 def convert_decoder(src, out, layout: str = "comfyui", dtype: str = "bf16",
                     on_tensor: Callable[[int, int], None] | None = None,
-                    should_stop: Callable[[], bool] | None = None, extra_metadata: dict | None = None) -> Path:
+                    should_stop: Callable[[], bool] | None = None, extra_metadata: dict | None = None,
+                    overwrite: bool = False) -> Path:
+    """Convert `src` to `out`. An existing `out` is replaced only with overwrite=True, and only once the new
+    file is complete."""
     if layout not in LAYOUTS:
         raise NexusError(f"Unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}")
     if dtype not in STORAGE_DTYPES:
         raise NexusError(f"Unknown dtype {dtype!r}: use one of {', '.join(STORAGE_DTYPES)}")
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise NexusError(f"Output folder does not exist: {out.parent}")
     dec = read_decoder(src)
+    out = check_target(src, out, overwrite)
     plan = _plan(dec, layout, STORAGE_DTYPES[dtype])
     header, offset = {}, 0
     for name, t, sl, odt in plan:
@@ -91,24 +105,20 @@ def convert_decoder(src, out, layout: str = "comfyui", dtype: str = "bf16",
     header["__metadata__"] = meta
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(len(raw).to_bytes(8, "little"))
-            f.write(raw)
-            for i, (name, t, sl, odt) in enumerate(plan):
-                if should_stop is not None and should_stop():
-                    raise NexusCancelled("conversion cancelled")
-                piece = (sl(t) if sl else t).to(odt).contiguous()
-                f.write(memoryview(piece.view(torch.uint8).numpy()))
-                del piece
-                _release(t)
-                if on_tensor is not None:
-                    on_tensor(i + 1, len(plan))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    free = shutil.disk_usage(out.parent).free
+    if 8 + len(raw) + offset > free:
+        raise NexusError(f"Not enough disk space for {out}: it needs {(8 + len(raw) + offset) / 2**30:.2f} GiB, "
+                         f"{free / 2**30:.2f} GiB are free in {out.parent}")
+    with atomic_write(out) as tmp, open(tmp, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little"))
+        f.write(raw)
+        for i, (name, t, sl, odt) in enumerate(plan):
+            if should_stop is not None and should_stop():
+                raise NexusCancelled("conversion cancelled")
+            piece = (sl(t) if sl else t).to(odt).contiguous()
+            f.write(memoryview(piece.view(torch.uint8).numpy()))
+            del piece
+            _release(t)
+            if on_tensor is not None:
+                on_tensor(i + 1, len(plan))
     return out

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+from ..atomic import relax_private_files
+from ..validate import check_folder_target
 from .ar import write_tiny_ar
 from .decoders import write_edit_decoder, write_generation_decoder
 from .flux import write_tiny_flux
@@ -12,15 +15,19 @@ from .flux import write_tiny_flux
 def make_tiny(root, seed: int = 0, comfyui: bool = False) -> dict[str, Path]:
     """<root>/Nexus-GenV2 (AR folder + both decoder .bin files) and <root>/FLUX.1-dev (CLIP-L, T5, tokenizers, AE).
     comfyui=True: a ComfyUI models folder instead, under the real files' names (see make_tiny_comfyui)."""
+    check_folder_target(root, "make-tiny folder")
+    root, start = Path(root), time.time()
     if comfyui:
-        return make_tiny_comfyui(root, seed)
-    root = Path(root)
-    ar = write_tiny_ar(root / "Nexus-GenV2", seed=seed)
-    cfg = json.loads((ar / "config.json").read_text())
-    gen = write_generation_decoder(ar / "generation_decoder.bin", cfg["hidden_size"], seed=seed + 10)
-    edit = write_edit_decoder(ar / "edit_decoder.bin", cfg, seed=seed + 20)
-    flux = write_tiny_flux(root / "FLUX.1-dev", seed=seed + 30)
-    return {"ar": ar, "generation_decoder": gen, "edit_decoder": edit, "flux": flux}
+        paths = make_tiny_comfyui(root, seed)
+    else:
+        ar = write_tiny_ar(root / "Nexus-GenV2", seed=seed)
+        cfg = json.loads((ar / "config.json").read_text())
+        gen = write_generation_decoder(ar / "generation_decoder.bin", cfg["hidden_size"], seed=seed + 10)
+        edit = write_edit_decoder(ar / "edit_decoder.bin", cfg, seed=seed + 20)
+        flux = write_tiny_flux(root / "FLUX.1-dev", seed=seed + 30)
+        paths = {"ar": ar, "generation_decoder": gen, "edit_decoder": edit, "flux": flux}
+    relax_private_files(root, start)
+    return paths
 
 
 def make_tiny_comfyui(models, seed: int = 0) -> dict[str, Path]:

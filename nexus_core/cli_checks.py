@@ -1,0 +1,130 @@
+"""Every `nexus-gen` argument checked before any model loads: validate first, then work.
+
+check_settings: values, texts, input and output paths; no torch, so a refusal takes a fraction of a second.
+check_resources: device, dtype, the model folder, the decoder's kind, the image-span budget; imports torch and
+reads file headers only. Messages name the flag.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .defaults import GENERATION, VIT_SIZES
+from .errors import NexusError
+from .validate import (check_cfg, check_folder_target, check_guidance, check_output, check_sampling, check_seed,
+                       check_size, check_steps, check_text, same_file)
+
+FLAGS = {k: "--" + k.replace("_", "-") for k in ("temperature", "top_k", "top_p", "repetition_penalty",
+                                                 "max_new_tokens")}
+_IMAGE_OUT = ("generate", "edit", "variation")
+
+
+def _decoder_kind(a) -> str | None:
+    if a.command in ("generate", "variation"):
+        return GENERATION
+    return getattr(a, "decoder_kind", None)
+
+
+def check_settings(a) -> None:
+    """Pure checks of the parsed arguments `a` (argparse namespace)."""
+    for attr in ("prompt", "question", "instruction", "negative"):
+        values = getattr(a, attr, None)
+        for text in values if isinstance(values, list) else [values]:
+            check_text(text, "--" + attr)
+    for text in getattr(a, "prompt", None) or []:
+        if not text.strip():
+            raise NexusError("--prompt is empty: describe the image to generate")
+    if getattr(a, "instruction", None) is not None and not a.instruction.strip():
+        raise NexusError("--instruction is empty: say what to change")
+    if a.command == "understand" and a.image is None and not a.question.strip():
+        raise NexusError("--question is empty (and no --image was given)")
+    if hasattr(a, "width"):
+        check_size(a.width, a.height, a.max_side, ("--width", "--height"), "--max-side")
+        check_steps(a.steps, "--steps")
+        check_cfg(a.cfg, "--cfg")
+        check_guidance(a.guidance, "--guidance")
+    if getattr(a, "seed", None) is not None:
+        check_seed(a.seed, "--seed")
+    check_sampling(*(getattr(a, k, None) for k in FLAGS), names=FLAGS)
+    if a.command == "encode" and a.tokens not in VIT_SIZES:
+        raise NexusError(f"tokens must be one of {sorted(VIT_SIZES)} (a square grid the decoders know), "
+                         f"got {a.tokens}")
+    if a.command == "embeds":
+        if (a.prompt is None) == (a.image is None):
+            raise NexusError("Give either --prompt (generation) or --image with --instruction (editing)")
+        if a.image is not None and not a.instruction:
+            raise NexusError("--image needs --instruction")
+    _check_inputs(a)
+    _check_outputs(a)
+
+
+def _check_inputs(a) -> None:
+    if getattr(a, "model", None) is not None and not Path(a.model).is_dir():
+        raise NexusError(f"Nexus-Gen model folder not found: {a.model} (expected a Nexus-GenV2 folder with "
+                         "config.json)")
+    if getattr(a, "image", None) is not None:
+        from .image_read import check_image_file
+        check_image_file(a.image)
+    if getattr(a, "decoder", None) is not None and not Path(a.decoder).is_file():
+        raise NexusError(f"Decoder file not found: {a.decoder} (expected generation_decoder.bin, edit_decoder.bin "
+                         "or a file made by `nexus-gen convert`)")
+    if getattr(a, "flux", None) is not None:
+        from .flux.files import resolve_flux
+        files = resolve_flux(a.flux)
+        if a.cfg != 1.0 and files.t5 is None:
+            raise NexusError(f"--cfg {a.cfg} needs the T5-XXL text encoder for the negative branch, but {a.flux} "
+                             "has none; use --cfg 1 or add text_encoder_2/ + tokenizer_2/ (or a t5xxl file)")
+
+
+def _check_outputs(a) -> None:
+    sources = [getattr(a, k, None) for k in ("image", "decoder")]
+    if a.command in ("encode", "embeds"):
+        check_output(a.out, "--out", sources=sources)
+    elif a.command in _IMAGE_OUT:
+        check_output(a.out, "--out", image=True, sources=sources)
+        if a.save_latents is not None:
+            if same_file(a.save_latents, a.out):
+                raise NexusError("--save-latents and --out name the same file; give the latents their own name")
+            check_output(a.save_latents, "--save-latents", sources=sources)
+    elif a.command == "convert":  # the source exists: _check_inputs saw to it
+        if same_file(a.decoder, a.out):
+            raise NexusError(f"--out {a.out} is the source file {a.decoder} (or a link to it): converting would "
+                             "destroy the source; choose another output name")
+        check_output(a.out, "--out", overwrite=a.overwrite, overwrite_hint="pass --overwrite to replace it")
+    elif a.command == "make-tiny":
+        check_folder_target(a.dir, "make-tiny folder")
+    elif a.command == "demo":
+        check_folder_target(a.out, "--out")
+
+
+def check_resources(a) -> None:
+    """Device, dtype and model files, before anything is loaded."""
+    if not hasattr(a, "device"):
+        return
+    from .devices import pick_device, pick_dtype
+    pick_dtype(a.dtype, pick_device(a.device))
+    if getattr(a, "model", None) is None:
+        return
+    from .ar.checkpoint import PREFILL_TABLE, inspect_ar_folder
+    ckpt = inspect_ar_folder(a.model)
+    if a.command in ("embeds", "generate", "edit") and a.mode == "reference":
+        span = _image_span(ckpt, PREFILL_TABLE)
+        if a.max_new_tokens < span:
+            raise NexusError(f"--max-new-tokens {a.max_new_tokens} cannot hold an image ({span} tokens: "
+                             "vision_start, the image slots, vision_end)")
+    kind = _decoder_kind(a)
+    if kind is not None:
+        from .decoder import read_decoder
+        from .pipeline import default_decoder_path
+        path = a.decoder or default_decoder_path(a.model, kind)
+        found = read_decoder(path).kind
+        if found != kind:
+            raise NexusError(f"{path} is the {found} decoder, but this task needs the {kind} decoder "
+                             f"({'generation_decoder.bin' if kind == GENERATION else 'edit_decoder.bin'})")
+
+
+def _image_span(ckpt, table_name: str) -> int:
+    """Tokens of one image span: the prefill table's rows (81 on V1 folders) + vision_start + vision_end."""
+    from .safetensors_check import read_header
+    shard = ckpt.nexus_tensors.get(table_name)
+    rows = read_header(shard)[table_name]["shape"][0] if shard is not None else 81
+    return rows + 2
