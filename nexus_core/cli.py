@@ -14,7 +14,7 @@ import threading
 import time
 
 from . import __version__
-from .defaults import DEFAULTS, EDITING, GENERATION
+from .defaults import DEFAULTS, EDITING, GENERATION, GGUF_TYPES
 from .errors import NexusCancelled, NexusError
 from .validate import MAX_SIDE
 
@@ -255,8 +255,9 @@ def cmd_convert(a):
         if i == n or i % 50 == 0:
             print(f"\r{i}/{n} tensors", end="" if i < n else "\n", file=sys.stderr, flush=True)
 
-    out = convert_decoder(a.decoder, a.out, a.layout, a.dtype, on_tensor=progress, overwrite=a.overwrite)
-    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, {a.layout} layout, {a.dtype}) "
+    dtype = a.dtype or ("Q8_0" if a.layout == "gguf" else "bf16")
+    out = convert_decoder(a.decoder, a.out, a.layout, dtype, on_tensor=progress, overwrite=a.overwrite)
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, {a.layout} layout, {dtype}) "
           f"in {time.perf_counter() - t:.1f}s")
 
 
@@ -340,14 +341,17 @@ def build_parser() -> argparse.ArgumentParser:
     _decode_args(s, GENERATION)
     s.set_defaults(func=cmd_variation)
 
-    s = command("convert", "decoder .bin -> .safetensors (ComfyUI or diffusers layout), streamed")
+    s = command("convert", "decoder .bin -> .safetensors (ComfyUI or diffusers layout) or GGUF, streamed")
     s.add_argument("decoder", help="the original decoder file (generation_decoder.bin or edit_decoder.bin)")
-    s.add_argument("--out", required=True, help="output .safetensors file; never the source, never an existing "
-                                                "file unless --overwrite")
-    s.add_argument("--layout", choices=["comfyui", "diffusers"], default="comfyui",
-                   help="comfyui = ComfyUI's diffusion-model loader reads it; diffusers = FluxTransformer2DModel keys")
-    s.add_argument("--dtype", choices=["bf16", "fp16", "fp32", "fp8_e4m3fn", "fp8_e5m2"], default="bf16",
-                   help="storage dtype of the weights (fp8 keeps biases, norms and the projector in bf16)")
+    s.add_argument("--out", required=True, help="output .safetensors (or .gguf) file; never the source, never an "
+                                                "existing file unless --overwrite")
+    s.add_argument("--layout", choices=["comfyui", "diffusers", "gguf"], default="comfyui",
+                   help="comfyui = ComfyUI's diffusion-model loader reads it; diffusers = FluxTransformer2DModel keys; "
+                        "gguf = quantized DiT for ComfyUI-GGUF's Unet Loader (GGUF) + the projector, one file "
+                        "(needs the gguf package)")
+    s.add_argument("--dtype", choices=["bf16", "fp16", "fp32", "fp8_e4m3fn", "fp8_e5m2", *GGUF_TYPES], default=None,
+                   help="storage of the weights (default bf16; Q8_0 for gguf). fp8 keeps biases, norms and the "
+                        "projector in bf16; GGUF types (Q8_0, Q5_0, Q4_0, BF16, F16) are for --layout gguf")
     s.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out (only once the new file is complete)")
     s.set_defaults(func=cmd_convert)

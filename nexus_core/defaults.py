@@ -8,3 +8,5 @@ DEFAULTS = {
 }
 # ViT token counts offered by `encode`: 252^2 -> 81 tokens (the decoders' target space), 504^2 -> 324.
 VIT_SIZES = {81: 252, 324: 504}
+# GGML types `convert --layout gguf` writes the DiT in (numpy quantizers of the gguf package).
+GGUF_TYPES = ("Q8_0", "Q5_0", "Q4_0", "BF16", "F16")

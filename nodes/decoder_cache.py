@@ -50,6 +50,6 @@ def cached_comfyui_file(path: str, folder_paths) -> str:
         import comfy.utils
         bar = comfy.utils.ProgressBar(1)
         convert_decoder(path, cache, "comfyui", "bf16", on_tensor=lambda i, n: bar.update_absolute(i, n),
-                        extra_metadata={"source_stamp": stamp})
+                        extra_metadata={"source_stamp": stamp}, overwrite=True)  # a stale cache of ours
         return cache
     raise OSError(f"No writable place for the converted copy of {path}")

@@ -1,7 +1,6 @@
 """Embedding nodes: prompt -> embeddings, image + instruction -> embeddings, image -> embeddings, blend."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 import comfy.model_management as mm
@@ -9,6 +8,7 @@ from comfy_api.latest import io
 
 from ..nexus_core.ar import editing_request, encode_image, generation_request, predict, reference_embeddings
 from ..nexus_core.blend import blend
+from ..nexus_core.image_tensors import one_image, tensor_to_pils
 from .progress import token_callbacks
 from .schema import schema
 from .types import CATEGORY, Embeds, NexusAR, NexusEmbeds
@@ -25,12 +25,6 @@ def decode_inputs(budget_tip: str) -> list:
                      tooltip="Only used if the model's generation config samples"),
         io.Int.Input("max_new_tokens", default=1024, min=83, max=8192, tooltip=budget_tip),
     ]
-
-
-def to_pil(image: torch.Tensor, index: int = 0):
-    from PIL import Image
-    arr = (image[index, ..., :3].clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
-    return Image.fromarray(arr)
 
 
 def split_prompts(text: str, one_per_line: bool) -> list[str]:
@@ -118,7 +112,7 @@ class NexusGenEditEmbeds(io.ComfyNode):
     @classmethod
     def execute(cls, nexus_ar, image, instruction, mode, seed, max_new_tokens) -> io.NodeOutput:
         ar = nexus_ar.ready()
-        pil = to_pil(image)
+        pil = one_image(image, "image")
         res = predict(ar, [editing_request(ar, pil, instruction)], mode,
                       **_decode_kwargs(mode, max_new_tokens, seed, cls.hidden.unique_id))
         ref = reference_embeddings(ar, pil).unsqueeze(0)
@@ -148,7 +142,7 @@ class NexusGenImageEmbeds(io.ComfyNode):
     @classmethod
     def execute(cls, nexus_ar, image, tokens, resize) -> io.NodeOutput:
         ar = nexus_ar.ready()
-        embs = [encode_image(ar, to_pil(image, i), int(tokens), resize) for i in range(image.shape[0])]
+        embs = [encode_image(ar, pil, int(tokens), resize) for pil in tensor_to_pils(image, "image")]
         target = torch.stack(embs)
         if int(tokens) == 324:  # reference-only set: usable as an editing reference
             return io.NodeOutput(Embeds(_out(target[:, :0]), _out(target), [], "image"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..nexus_core.ar import understand
-from .embeds import to_pil
+from ..nexus_core.image_tensors import one_image
 from .progress import send_text, token_callbacks
 from .schema import schema
 from .types import CATEGORY, NexusAR
@@ -37,7 +37,7 @@ class NexusGenUnderstand(io.ComfyNode):
         node = cls.hidden.unique_id
         stream = lambda ids: send_text(ar.tokenizer.decode(ids, skip_special_tokens=True), node)  # noqa: E731
         on_token, stop = token_callbacks(max_new_tokens, node, stream)
-        pil = None if image is None else to_pil(image)
+        pil = None if image is None else one_image(image, "image")
         text = understand(ar, question, pil, max_new_tokens=max_new_tokens, seed=seed, on_token=on_token,
                           should_stop=stop)
         send_text(text, node)

@@ -80,10 +80,12 @@ def convert_decoder(src, out, layout: str = "comfyui", dtype: str = "bf16",
                     overwrite: bool = False) -> Path:
     """Convert `src` to `out`. An existing `out` is replaced only with overwrite=True, and only once the new
     file is complete."""
+    if layout == "gguf":
+        return _convert_gguf(src, out, dtype, on_tensor, should_stop, overwrite)
     if layout not in LAYOUTS:
-        raise NexusError(f"Unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}")
+        raise NexusError(f"Unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}, gguf")
     if dtype not in STORAGE_DTYPES:
-        raise NexusError(f"Unknown dtype {dtype!r}: use one of {', '.join(STORAGE_DTYPES)}")
+        raise NexusError(f"Unknown dtype {dtype!r} for the {layout} layout: use one of {', '.join(STORAGE_DTYPES)}")
     dec = read_decoder(src)
     out = check_target(src, out, overwrite)
     plan = _plan(dec, layout, STORAGE_DTYPES[dtype])
@@ -121,4 +123,20 @@ def convert_decoder(src, out, layout: str = "comfyui", dtype: str = "bf16",
             _release(t)
             if on_tensor is not None:
                 on_tensor(i + 1, len(plan))
+    return out
+
+
+def _convert_gguf(src, out, qtype, on_tensor, should_stop, overwrite) -> Path:
+    """One GGUF: the DiT quantized for GGUF loaders (ComfyUI-GGUF) and the projector beside it (gguf_file.py)."""
+    from .gguf_file import GGUF_TYPES, write_gguf
+
+    if qtype not in GGUF_TYPES:
+        raise NexusError(f"Unknown GGUF type {qtype!r}: use one of {', '.join(GGUF_TYPES)}")
+    dec = read_decoder(src)
+    out = check_target(src, out, overwrite)
+    plan = _plan(dec, "comfyui", torch.bfloat16)
+    meta = {"format": FORMAT, "version": VERSION, "kind": dec.kind, "layout": "comfyui", "dtype": qtype,
+            "source": Path(src).name}
+    with atomic_write(out) as tmp:
+        write_gguf(plan, tmp, dec.kind, qtype, meta, on_tensor=on_tensor, should_stop=should_stop)
     return out

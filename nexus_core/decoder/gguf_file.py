@@ -16,7 +16,7 @@ import torch
 from ..errors import NexusError
 
 DIT_PREFIX = "model.diffusion_model."
-GGUF_TYPES = ("Q8_0", "Q5_0", "Q4_0", "BF16", "F16")
+from ..defaults import GGUF_TYPES  # noqa: E402  (torch-free, for the CLI)
 SMALL = 1024  # tensors with at most this many values stay F32 (GGUF loaders' convention)
 
 
@@ -124,26 +124,7 @@ def read_gguf(path: Path, dit: bool = True) -> tuple[dict[str, torch.Tensor], di
     return state, meta
 
 
-def convert_to_gguf(src, out, qtype: str = "Q8_0", on_tensor=None, should_stop=None) -> Path:
-    """A decoder .bin -> one GGUF (DiT quantized for GGUF loaders + projector), written to a temp file and
-    renamed, so an interrupted run leaves nothing half-written."""
-    import os
-
-    from .checkpoint import read_decoder
-    from .convert import _plan
-
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise NexusError(f"Output folder does not exist: {out.parent}")
-    dec = read_decoder(src)
-    plan = _plan(dec, "comfyui", torch.bfloat16)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    try:
-        write_gguf(plan, tmp, dec.kind, qtype, {"format": "nexus-gen-decoder", "kind": dec.kind, "layout": "comfyui",
-                                                 "dtype": qtype, "source": Path(src).name},
-                   on_tensor=on_tensor, should_stop=should_stop)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return out
+def convert_to_gguf(src, out, qtype: str = "Q8_0", on_tensor=None, should_stop=None, overwrite=False) -> Path:
+    """A decoder .bin -> one GGUF, written atomically (see convert.convert_decoder, layout 'gguf')."""
+    from .convert import convert_decoder
+    return convert_decoder(src, out, "gguf", qtype, on_tensor, should_stop, overwrite=overwrite)

@@ -14,7 +14,6 @@ from comfy.cli_args import args  # noqa: E402
 args.cpu = True
 import torch  # noqa: E402
 
-import comfy.model_management as mm  # noqa: E402
 import comfy.model_patcher  # noqa: E402
 
 spec = importlib.util.spec_from_file_location("nexus_pack", f"{repo}/__init__.py", submodule_search_locations=[repo])
