@@ -20,6 +20,7 @@ from .decoder.ids import zero_text_ids
 from .decoder.sampler import Conditioning
 from .defaults import DEFAULTS
 from .errors import NexusError
+from .offload import check_mode, on_device
 from .flux.files import resolve_flux
 from .flux.text_encoders import TextEncoders
 from .flux.vae import decode_latents, load_vae, to_uint8
@@ -74,21 +75,6 @@ class Timings:
             self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - t
 
 
-@contextlib.contextmanager
-def on_device(modules, device, offload: bool):
-    """Move modules to `device` for a stage and back to the CPU afterwards when offloading."""
-    device = torch.device(device)
-    for m in modules:
-        m.to(device)
-    try:
-        yield
-    finally:
-        if offload and device.type != "cpu":
-            for m in modules:
-                m.to("cpu")
-            torch.cuda.empty_cache()
-
-
 def negative_conditioning(text: TextEncoders, negative: str) -> Conditioning:
     """The reference's CFG negative: T5(negative) padded to 512 tokens, no mask, zero ids, pooled CLIP-L."""
     ctx = text.t5(negative)
@@ -97,9 +83,11 @@ def negative_conditioning(text: TextEncoders, negative: str) -> Conditioning:
 
 def decode_embeddings(decoder: LoadedDecoder, text: TextEncoders, vae, embeds: torch.Tensor,
                       settings: DecodeSettings, reference: torch.Tensor | None = None, device="cpu",
-                      offload: bool = True, on_step: Callable | None = None, should_stop: Callable | None = None,
+                      offload="model", on_step: Callable | None = None, should_stop: Callable | None = None,
                       timings: Timings | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embeddings (B, 81, D) -> (uint8 images (B, H, W, 3), latents (B, 16, H/8, W/8))."""
+    """Embeddings (B, 81, D) -> (uint8 images (B, H, W, 3), latents (B, 16, H/8, W/8)). offload: none | model |
+    sequential (see nexus_core.offload)."""
+    offload = check_mode(offload)
     s = settings.rounded()
     timings = timings or Timings()
     decoder.check_embeddings(embeds)
@@ -110,7 +98,7 @@ def decode_embeddings(decoder: LoadedDecoder, text: TextEncoders, vae, embeds: t
     with timings.stage("text encoders"):
         pooled = text.clip_pooled("")
         neg = negative_conditioning(text, s.negative) if s.cfg != 1.0 else None
-        if neg is not None and offload:
+        if neg is not None and offload != "none":
             text.unload_t5()  # 9.5 GB on the real model; its encodings are cached
     with timings.stage("projector"), on_device([decoder.projector], device, offload):
         pos = decoder.positive(embeds.to(device), pooled.to(device), s.height, s.width,
@@ -151,10 +139,24 @@ def latents_metadata(latents: torch.Tensor, vae, kind: str, settings: DecodeSett
     }
 
 
-def load_flux(flux_dir, dtype=torch.float32, device="cpu") -> tuple[TextEncoders, torch.nn.Module]:
+def load_flux(flux_dir, dtype=torch.float32, device="cpu", offload="model") -> tuple[TextEncoders, torch.nn.Module]:
+    """CLIP-L/T5 (loaded when first used) and the AE. With offload 'sequential' the text encoders stay in CPU
+    memory and stream to `device` layer by layer."""
     files = resolve_flux(flux_dir)
-    return TextEncoders(files.clip, files.clip_tokenizer, files.t5, files.t5_tokenizer, dtype, device), \
-        load_vae(files.vae, dtype, device)
+    device = torch.device(device)
+    prepare = _streamer(device) if check_mode(offload) == "sequential" and device.type != "cpu" else None
+    enc_device = "cpu" if prepare is not None else device
+    return TextEncoders(files.clip, files.clip_tokenizer, files.t5, files.t5_tokenizer, dtype, enc_device,
+                        prepare=prepare), load_vae(files.vae, dtype, device)
+
+
+def _streamer(device):
+    from .offload import stream_layers
+
+    def prepare(name, module):
+        stream_layers(module, device)
+        return device
+    return prepare
 
 
 def default_decoder_path(model_dir, kind: str) -> Path:
