@@ -1,5 +1,6 @@
 """`nexus-gen make-tiny`: tiny random model sets in the real on-disk layouts, deterministic from a seed."""
 from __future__ import annotations
+from .. import companions  # noqa: F401  (before transformers: hides a broken torchvision/torchaudio)
 
 import json
 import time
