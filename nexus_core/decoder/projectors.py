@@ -108,7 +108,8 @@ def build_projector(dec: DecoderFile, ar_config: dict | None = None, dtype=torch
     p = dec.projector
     if dec.kind == GENERATION:
         d_out, d_in = p["0.weight"].shape
-        mod = Adapter(d_in, d_out)
+        with torch.device("meta"):  # no random init: the file's tensors become the parameters (as for the merger)
+            mod = Adapter(d_in, d_out)
     elif dec.kind == EDITING:
         from transformers import Qwen2_5_VLConfig
 
@@ -129,8 +130,5 @@ def build_projector(dec: DecoderFile, ar_config: dict | None = None, dtype=torch
         _rebuild_rotaries(mod, text)
     else:
         raise NexusError(f"Unknown decoder kind {dec.kind!r}")
-    if dec.kind == GENERATION:
-        mod.load_state_dict(p, strict=True)
-    else:
-        mod.load_state_dict(p, strict=True, assign=True)
+    mod.load_state_dict(p, strict=True, assign=True)
     return mod.to(device=device, dtype=dtype).eval().requires_grad_(False)
