@@ -120,6 +120,7 @@ def build_projector(dec: DecoderFile, ar_config: dict | None = None, dtype=torch
             kv = p["layers.0.self_attn.k_proj.weight"].shape[0]
             ar_config = dict(hidden_size=d, num_attention_heads=d // 128, num_key_value_heads=kv // 128,
                              intermediate_size=p["layers.0.mlp.gate_proj.weight"].shape[0],
+                             rms_norm_eps=1e-6, rope_theta=1e6,  # Nexus-GenV2's (transformers' default eps: 1e-5)
                              rope_scaling={"type": "default", "mrope_section": [16, 24, 24]})
         text = Qwen2_5_VLConfig(**ar_config).text_config
         if text.hidden_size != d:
