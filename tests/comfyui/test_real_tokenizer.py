@@ -194,23 +194,26 @@ def test_replies_decode_to_the_image_form(real_vocab_ar, hf_tokenizer):
 
 
 @contextmanager
-def designed_reply(ar, prompt_ids, pixels, grids, reply_ids, margin=10.0):
-    """lm_head rows of the reply's tokens set so that greedy decoding after prompt_ids writes reply_ids: each gets
-    logit `margin` at its own step and 0 at the others (minimal-norm solve on the teacher-forced final-norm states;
-    the other rows stay random, |logit| < 1). Restored afterwards."""
+def designed_logits(ar, prompt_ids, pixels, grids, steps: list[dict[int, float]]):
+    """lm_head rows set so that after prompt_ids + the first len(steps)-1 designed tokens (each step's largest), step i
+    gives the logits steps[i] to its tokens and 0 to the other designed tokens (minimal-norm solve on the teacher-forced
+    final-norm states; the remaining rows stay random, |logit| < 1). Hidden states do not depend on lm_head. Restored
+    afterwards."""
     from nexus_core.ar.decoding import _prompt_embeds
     from nexus_core.ar.positions import prompt_positions
 
-    ids = torch.tensor([list(prompt_ids) + list(reply_ids[:-1])])
+    fed = [max(step, key=step.get) for step in steps[:-1]]
+    ids = torch.tensor([list(prompt_ids) + fed])
     with torch.no_grad():
         pos, _ = prompt_positions(ar, ids, list(grids))
         embeds = _prompt_embeds(ar, ids, pixels, list(grids))
         hidden = ar.language_model(inputs_embeds=embeds, position_ids=pos, use_cache=False).last_hidden_state
         h = hidden[0, len(prompt_ids) - 1:].double()
-        tokens = sorted(set(reply_ids))
-        target = torch.zeros(len(reply_ids), len(tokens), dtype=torch.float64)
-        for i, t in enumerate(reply_ids):
-            target[i, tokens.index(t)] = margin
+        tokens = sorted({t for step in steps for t in step})
+        target = torch.zeros(len(steps), len(tokens), dtype=torch.float64)
+        for i, step in enumerate(steps):
+            for t, logit in step.items():
+                target[i, tokens.index(t)] = logit
         rows = (torch.linalg.pinv(h) @ target).T
         weight = ar.model.lm_head.weight
         saved = weight[tokens].clone()
@@ -220,6 +223,11 @@ def designed_reply(ar, prompt_ids, pixels, grids, reply_ids, margin=10.0):
     finally:
         with torch.no_grad():
             weight[tokens] = saved
+
+
+def designed_reply(ar, prompt_ids, pixels, grids, reply_ids, margin=10.0):
+    """Greedy decoding after prompt_ids writes reply_ids."""
+    return designed_logits(ar, prompt_ids, pixels, grids, [{t: margin} for t in reply_ids])
 
 
 @pytest.fixture
@@ -308,3 +316,16 @@ def test_understanding_end_to_end_on_the_real_vocabulary(real_vocab_ar, hf_token
     with designed_reply(ar, seen["ids"], seen["pv"], seen["grids"], reply_ids):
         text = und.understand(ar, question, image, max_new_tokens=40)
     assert text == answer
+
+
+def test_vision_end_is_masked_at_its_real_id(real_vocab_ar, hf_tokenizer):
+    """Q8: <|vision_end|> (151653) is masked at every step. Its designed logit 10 beats "Here" (5): the model must still
+    write "Here"."""
+    from nexus_core.ar import DecodeOptions, decode, generation_request
+
+    ar = real_vocab_ar
+    ids, _ = ar.formatter.encode(generation_request("A red fox", "en").messages)
+    here = hf_tokenizer("Here", add_special_tokens=False).input_ids[0]
+    with designed_logits(ar, ids, None, [], [{151653: 10.0, here: 5.0}]):
+        out = decode(ar, ids, opts=DecodeOptions(max_new_tokens=1))
+    assert out.generated_ids == [here]
