@@ -29,7 +29,8 @@ REAL_VOCAB = 152064
 VISION = "<|vision_start|><|image_pad|><|vision_end|>"
 SYSTEM = "You are a helpful assistant."
 # 2.2: the user turns and the training-data replies, written out
-GENERATION_TEXT = {"en": "Generate an image according to the following description: {}", "zh": "根据以下描述生成一张图像：{}"}
+GENERATION_TEXT = {"en": "Generate an image according to the following description: {}",
+                   "zh": "根据以下描述生成一张图像：{}"}
 REPLY = {("generation", "en"): "Here is an image based on the description: ",
          ("generation", "zh"): "这是根据您的描述生成的图像：",
          ("editing", "en"): "Here is the image: ", ("editing", "zh"): "以下为编辑后的图像："}
