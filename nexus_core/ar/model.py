@@ -154,6 +154,18 @@ def _read_tensor(path: Path, name: str) -> torch.Tensor:
         return f.get_tensor(name)
 
 
+def check_nexus_shapes(hidden: int, head_shape, table_shape=None) -> None:
+    """vision_head must be (D, D) and the prefill table (N*N, D), D = the config's hidden size. Shapes only: the
+    loader passes the loaded tensors' shapes, a dry run the ones a safetensors header declares."""
+    d = hidden
+    if tuple(head_shape) != (d, d):
+        raise NexusError(f"{VISION_HEAD} has shape {tuple(head_shape)}, expected ({d}, {d}) from config.json")
+    if table_shape is not None:
+        n = table_shape[0]
+        if len(table_shape) != 2 or table_shape[1] != d or round(n ** 0.5) ** 2 != n:
+            raise NexusError(f"{PREFILL_TABLE} has shape {tuple(table_shape)}, expected (N*N, {d})")
+
+
 def load_ar(folder, device=None, dtype=None, attn_implementation: str = "sdpa", weight_dtype=None) -> NexusAR:
     """Load a Nexus-Gen V2 (or V1) AR folder. float32 on CPU and bfloat16 on GPU unless `dtype` says otherwise.
 
@@ -184,16 +196,12 @@ def load_ar(folder, device=None, dtype=None, attn_implementation: str = "sdpa", 
             f"unexpected {sorted(unexpected)[:8]}, mismatched {list(mismatched)[:4]}")
     d = model.config.text_config.hidden_size
     head = _read_tensor(ckpt.nexus_tensors[VISION_HEAD], VISION_HEAD)
-    if tuple(head.shape) != (d, d):
-        raise NexusError(f"{VISION_HEAD} has shape {tuple(head.shape)}, expected ({d}, {d}) from config.json")
     table = None
     if PREFILL_TABLE in ckpt.nexus_tensors:
         table = _read_tensor(ckpt.nexus_tensors[PREFILL_TABLE], PREFILL_TABLE)
-        n = table.shape[0]
-        if table.ndim != 2 or table.shape[1] != d or round(n ** 0.5) ** 2 != n:
-            raise NexusError(f"{PREFILL_TABLE} has shape {tuple(table.shape)}, expected (N*N, {d})")
     else:
         log.info("%s has no %s: Nexus-Gen V1 behaviour (image-pad embedding at every slot)", folder, PREFILL_TABLE)
+    check_nexus_shapes(d, head.shape, None if table is None else table.shape)
     model.eval().requires_grad_(False)
     formatter = ChatFormatter.from_folder(ckpt.folder, tokenizer)
     ar = NexusAR(model, tokenizer, formatter, ckpt, _head(head.to(dt)), _table(None if table is None else table.to(dt)),

@@ -108,7 +108,8 @@ def build_projector(dec: DecoderFile, ar_config: dict | None = None, dtype=torch
     p = dec.projector
     if dec.kind == GENERATION:
         d_out, d_in = p["0.weight"].shape
-        mod = Adapter(d_in, d_out)
+        with torch.device("meta"):  # no random init: the file's tensors become the parameters (as for the merger)
+            mod = Adapter(d_in, d_out)
     elif dec.kind == EDITING:
         from transformers import Qwen2_5_VLConfig
 
@@ -119,6 +120,7 @@ def build_projector(dec: DecoderFile, ar_config: dict | None = None, dtype=torch
             kv = p["layers.0.self_attn.k_proj.weight"].shape[0]
             ar_config = dict(hidden_size=d, num_attention_heads=d // 128, num_key_value_heads=kv // 128,
                              intermediate_size=p["layers.0.mlp.gate_proj.weight"].shape[0],
+                             rms_norm_eps=1e-6, rope_theta=1e6,  # Nexus-GenV2's (transformers' default eps: 1e-5)
                              rope_scaling={"type": "default", "mrope_section": [16, 24, 24]})
         text = Qwen2_5_VLConfig(**ar_config).text_config
         if text.hidden_size != d:
@@ -129,8 +131,5 @@ def build_projector(dec: DecoderFile, ar_config: dict | None = None, dtype=torch
         _rebuild_rotaries(mod, text)
     else:
         raise NexusError(f"Unknown decoder kind {dec.kind!r}")
-    if dec.kind == GENERATION:
-        mod.load_state_dict(p, strict=True)
-    else:
-        mod.load_state_dict(p, strict=True, assign=True)
+    mod.load_state_dict(p, strict=True, assign=True)
     return mod.to(device=device, dtype=dtype).eval().requires_grad_(False)

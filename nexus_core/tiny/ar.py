@@ -28,9 +28,10 @@ TINY_VISION = dict(depth=4, hidden_size=32, num_heads=2, intermediate_size=64, w
                    fullatt_block_indexes=[1, 3])
 
 
-def _config(base_vocab: int, text=TINY_TEXT, vision=TINY_VISION) -> dict:
-    ids = {t: base_vocab + i for i, t in enumerate(QWEN_ADDED_TOKENS)}
-    vocab = -(-(base_vocab + len(QWEN_ADDED_TOKENS)) // 64) * 64  # padded rows, like the real 152064
+def _config(base_vocab: int, text=TINY_TEXT, vision=TINY_VISION, vocab_size: int | None = None,
+            ids: dict[str, int] | None = None) -> dict:
+    ids = ids or {t: base_vocab + i for i, t in enumerate(QWEN_ADDED_TOKENS)}
+    vocab = vocab_size or -(-(base_vocab + len(QWEN_ADDED_TOKENS)) // 64) * 64  # padded rows, like the real 152064
     return {
         "architectures": ["Qwen2_5_VLForConditionalGeneration"], "model_type": "qwen2_5_vl",
         "attention_dropout": 0.0, "hidden_act": "silu", "initializer_range": 0.02,
@@ -65,21 +66,41 @@ def _legacy_name(key: str) -> str:
     return key
 
 
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "tokenizer.json", "added_tokens.json",
+                   "special_tokens_map.json")
+
+
 def write_tiny_ar(folder, seed: int = 0, base_vocab: int = 512, n_image_tokens: int = 81, shards: int = 2,
-                  text: dict = TINY_TEXT, vision: dict = TINY_VISION) -> Path:
+                  text: dict = TINY_TEXT, vision: dict = TINY_VISION, vocab_size: int | None = None,
+                  tokenizer_files=None) -> Path:
+    """vocab_size: rows of the embedding and lm_head (default: the tokenizer's size padded to a multiple of 64).
+    tokenizer_files: a folder with an existing Qwen2 tokenizer (e.g. the real one) to copy instead of training the
+    tiny BPE; the special token ids in config.json are then read from it."""
+    import shutil
+
     from safetensors.torch import save_file
     from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = _config(base_vocab, text, vision)
-    tok = PreTrainedTokenizerFast(tokenizer_object=qwen_style_tokenizer(base_vocab), eos_token="<|im_end|>",
-                                  pad_token="<|endoftext|>", unk_token=None)
-    tok.save_pretrained(str(folder))
-    tc = json.loads((folder / "tokenizer_config.json").read_text())
-    tc.update(tokenizer_class="Qwen2Tokenizer", model_max_length=32768, clean_up_tokenization_spaces=False)
-    tc.pop("chat_template", None)
-    (folder / "tokenizer_config.json").write_text(json.dumps(tc, indent=2, ensure_ascii=False))
+    if tokenizer_files is not None:
+        from transformers import AutoTokenizer
+
+        for name in TOKENIZER_FILES:
+            if (Path(tokenizer_files) / name).is_file():
+                shutil.copy(Path(tokenizer_files) / name, folder / name)
+        tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_ADDED_TOKENS}
+        cfg = _config(base_vocab, text, vision, vocab_size or -(-len(tok) // 64) * 64, ids)
+    else:
+        cfg = _config(base_vocab, text, vision, vocab_size)
+        tok = PreTrainedTokenizerFast(tokenizer_object=qwen_style_tokenizer(base_vocab), eos_token="<|im_end|>",
+                                      pad_token="<|endoftext|>", unk_token=None)
+        tok.save_pretrained(str(folder))
+        tc = json.loads((folder / "tokenizer_config.json").read_text())
+        tc.update(tokenizer_class="Qwen2Tokenizer", model_max_length=32768, clean_up_tokenization_spaces=False)
+        tc.pop("chat_template", None)
+        (folder / "tokenizer_config.json").write_text(json.dumps(tc, indent=2, ensure_ascii=False))
     (folder / "config.json").write_text(json.dumps(cfg, indent=2))
     (folder / "chat_template.json").write_text(json.dumps({"chat_template": CHAT_TEMPLATE}, indent=2))
     (folder / "generation_config.json").write_text(json.dumps({
