@@ -93,14 +93,15 @@ CURATED = [
     ("B2", "nexus_core/blend.py", "theta = torch.acos(cos)", "theta = torch.acos(cos) / 2",
      "half the angle (end points still exact)"),
     # the understanding path's resizes
-    ("R1", "nexus_core/ar/images.py", "h, w = smart_resize(image.height, image.width, max_pixels=VISION_INFO_MAX_PIXELS)",
-     "h, w = smart_resize(image.height, image.width, max_pixels=max_pixels)",
+    ("R1", "nexus_core/ar/images.py", "smart_resize(image.height, image.width, max_pixels=VISION_INFO_MAX_PIXELS)",
+     "smart_resize(image.height, image.width, max_pixels=max_pixels)",
      "process_vision_info's resize uses the AR bound: one resize instead of two"),
     ("R2", "nexus_core/ar/images.py", "return bound_image(_resize(image, (w, h), Image.BICUBIC), max_pixels)",
      "return bound_image(_resize(image, (w, h), Image.BILINEAR), max_pixels)",
      "process_vision_info's resize with the wrong filter"),
     ("R3", "nexus_core/ar/understand.py", "im = prepare_understanding_image(load_image(image),",
-     "im = bound_image(load_image(image),", "understand() skips process_vision_info's resize"),
+     "from .images import bound_image; im = bound_image(load_image(image),",
+     "understand() skips process_vision_info's resize"),
 ]
 
 FAST_AR = ["tests/test_ar_parity.py"]
@@ -406,7 +407,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--list", action="store_true", help="list the selected mutants and exit")
     p.add_argument("--only", nargs="+", help="run only these mutant ids")
-    p.add_argument("--sample", type=int, default=30,
+    p.add_argument("--sample", type=int, default=24,
                    help="operator mutants to sample in nexus_core (-1 = all there and in nodes/, 0 = none)")
     p.add_argument("--nodes-sample", type=int, default=6, help="operator mutants to sample in nodes/")
     p.add_argument("--seed", type=int, default=0)
