@@ -113,17 +113,17 @@ TEST_MAP = [
                                    "tests/test_ar_robustness.py"]),
     ("nexus_core/ar/positions.py", ["tests/test_ar_parity.py", "tests/test_quirks.py"]),
     ("nexus_core/ar/images.py", ["tests/test_oracles.py", "tests/test_ar_parity.py", "tests/test_ar_robustness.py"]),
-    ("nexus_core/ar/understand.py", ["tests/test_oracles.py", "tests/test_ar_parity.py",
+    ("nexus_core/ar/understand.py", ["tests/test_oracles.py", "tests/test_input_checks.py", "tests/test_ar_parity.py",
                                      "tests/test_ar_robustness.py"]),
     ("nexus_core/ar/vit.py", ["tests/test_ar_parity.py", "tests/test_assembly_golden.py",
                               "tests/test_ar_robustness.py"]),
-    ("nexus_core/ar/", ["tests/test_ar_parity.py", "tests/test_ar_robustness.py", "tests/test_quirks.py",
-                        "tests/test_cli.py"]),
+    ("nexus_core/ar/", ["tests/test_ar_parity.py", "tests/test_input_checks.py", "tests/test_ar_robustness.py",
+                        "tests/test_quirks.py", "tests/test_cli.py"]),
     ("nexus_core/decoder/keymap.py", ["tests/test_decoder_files.py", "tests/test_decoder_parity.py"]),
     ("nexus_core/decoder/convert.py", ["tests/test_decoder_files.py"]),
     ("nexus_core/decoder/checkpoint.py", ["tests/test_decoder_files.py", "tests/test_decoder_parity.py"]),
     ("nexus_core/decoder/", ["tests/test_decoder_parity.py", "tests/test_assembly_golden.py",
-                             "tests/test_pipeline.py"]),
+                             "tests/test_pipeline.py", "tests/test_input_checks.py"]),
     ("nexus_core/blend.py", ["tests/test_oracles.py", "tests/test_node_helpers.py"]),
     ("nexus_core/pipeline.py", ["tests/test_assembly_golden.py", "tests/test_pipeline.py"]),
     ("nexus_core/cli.py", ["tests/test_assembly_golden.py", "tests/test_cli.py", "tests/test_pipeline.py"]),
@@ -407,9 +407,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--list", action="store_true", help="list the selected mutants and exit")
     p.add_argument("--only", nargs="+", help="run only these mutant ids")
-    p.add_argument("--sample", type=int, default=24,
+    p.add_argument("--sample", type=int, default=16,
                    help="operator mutants to sample in nexus_core (-1 = all there and in nodes/, 0 = none)")
-    p.add_argument("--nodes-sample", type=int, default=6, help="operator mutants to sample in nodes/")
+    p.add_argument("--nodes-sample", type=int, default=4, help="operator mutants to sample in nodes/")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--paths", nargs="+", default=list(SCOPE), help="where operator mutants are made")
     p.add_argument("--no-curated", action="store_true")
