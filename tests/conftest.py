@@ -7,10 +7,44 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURE = Path(os.environ.get("NEXUS_FIXTURES", REPO.parent / "shared" / "fixtures")) / "nexus-tiny-a"
 
 
+def in_ci() -> bool:
+    """CI=true (any value but '', 0, false, no): a missing golden fixture is an error there, not a skip."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def fixture_present() -> bool:
+    return (FIXTURE / "manifest.json").is_file()
+
+
+def missing_message() -> str:
+    return f"golden fixture not found at {FIXTURE} (set NEXUS_FIXTURES to the shared/fixtures folder)"
+
+
 def fixture_or_skip() -> Path:
-    if not (FIXTURE / "manifest.json").is_file():
-        pytest.skip(f"golden fixture not found at {FIXTURE} (set NEXUS_FIXTURES to the shared/fixtures folder)")
+    if not fixture_present():
+        if in_ci():
+            pytest.fail(f"CI is set and the {missing_message()}", pytrace=False)
+        pytest.skip(missing_message())
     return FIXTURE
+
+
+def pytest_report_header(config):
+    state = "found" if fixture_present() else ("MISSING (an error: CI is set)" if in_ci() else
+                                               "missing: golden tests skip")
+    return f"nexus golden fixture: {FIXTURE} ({state})"
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """With CI set, stop the whole run before any test when golden tests were collected but their data is
+    missing: a green CI without the golden data would hide every parity regression. Tests that need no golden
+    data (packaging, tests/comfyui without COMFYUI_PATH, ...) still run, or skip, as usual."""
+    if not in_ci() or fixture_present():
+        return
+    golden = [item.nodeid for item in items if "fixture_dir" in getattr(item, "fixturenames", ())]
+    if golden:
+        raise pytest.UsageError(
+            f"CI is set and the {missing_message()}: {len(golden)} collected tests need it "
+            f"(e.g. {golden[0]}). Put shared/fixtures beside the repository, or unset CI to skip them.")
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +68,22 @@ def golden(fixture_dir):
 def fixture_ar(fixture_dir):
     from nexus_core.ar import load_ar
     return load_ar(fixture_dir / "nexus", device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def decoders(fixture_dir, fixture_ar):
+    """The fixture's two decoders, float32 on the CPU: {'gen': ..., 'edit': ...}."""
+    from nexus_core.decoder import load_decoder
+    cfg = fixture_ar.checkpoint.config
+    return {"gen": load_decoder(fixture_dir / "nexus" / "generation_decoder.bin", cfg),
+            "edit": load_decoder(fixture_dir / "nexus" / "edit_decoder.bin", cfg)}
+
+
+@pytest.fixture(scope="session")
+def flux(fixture_dir):
+    """(TextEncoders, VAE) of the fixture's FLUX.1-dev subset."""
+    from nexus_core.pipeline import load_flux
+    return load_flux(fixture_dir / "flux")
 
 
 @pytest.fixture(scope="session")

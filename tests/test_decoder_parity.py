@@ -7,7 +7,7 @@ on at most 0.5 % of the values (the reference truncates).
 import pytest
 import torch
 
-from nexus_core.decoder import initial_noise, load_decoder, sample, sigmas
+from nexus_core.decoder import initial_noise, sample, sigmas
 from nexus_core.decoder.ids import editing_text_ids, image_ids, zero_text_ids
 from nexus_core.decoder.projectors import merger_position_ids
 from nexus_core.decoder.schedule import timesteps
@@ -20,19 +20,6 @@ DECODE_CASES = ["gen_en_gendec_cfg1", "gen_zh_gendec_cfg1", "gen_en_gendec_cfg3"
 
 def close(a, b, atol=1e-4, rtol=1e-4):
     torch.testing.assert_close(a.float(), b.float(), atol=atol, rtol=rtol)
-
-
-@pytest.fixture(scope="session")
-def decoders(fixture_dir, fixture_ar):
-    cfg = fixture_ar.checkpoint.config
-    return {"gen": load_decoder(fixture_dir / "nexus" / "generation_decoder.bin", cfg),
-            "edit": load_decoder(fixture_dir / "nexus" / "edit_decoder.bin", cfg)}
-
-
-@pytest.fixture(scope="session")
-def flux(fixture_dir):
-    from nexus_core.pipeline import load_flux
-    return load_flux(fixture_dir / "flux")
 
 
 @pytest.fixture(scope="session")
