@@ -8,9 +8,8 @@ import comfy.model_management as mm
 from comfy_api.latest import io
 
 from ..nexus_core.decoder import EDITING
-from ..nexus_core.decoder.loaded import project
-from ..nexus_core.decoder.schedule import SHIFT, sigmas
-from .flux_model import GRIDS_KEY, grids_tensor
+from ..nexus_core.comfy_conditioning import GRIDS_KEY, positive, scheduler_sigmas
+from ..nexus_core.decoder.schedule import SHIFT
 from .memory import ensure_loaded
 from .progress import warn
 from .schema import schema
@@ -55,15 +54,10 @@ class NexusGenConditioning(io.ComfyNode):
             warn(f"Nexus-Gen Conditioning: '{projector.path}' is the editing decoder, made for Image + Instruction "
                  "embeddings; for text to image or variations load generation_decoder.bin", cls.hidden.unique_id)
         device = ensure_loaded(projector.patcher)
-        ref = embeds.reference if use_reference else None
-        ctx, tgrid, rgrid = project(projector.kind, projector.module, embeds.target,
-                                    ref if projector.kind == EDITING else None, device=device)
-        extra = {}
-        if projector.kind == EDITING:  # the MODEL's wrapper turns these grids into the editing position ids
-            extra = {"model_conds": {GRIDS_KEY: comfy.conds.CONDRegular(grids_tensor(tgrid, rgrid))}}
-        ctx = ctx.to(mm.intermediate_device(), torch.float32)
-        cond = {"pooled_output": pooled.to(mm.intermediate_device(), torch.float32).expand(ctx.shape[0], -1),
-                "guidance": guidance, **extra}
+        ctx, cond, grids = positive(projector.kind, projector.module, embeds.target, embeds.reference, pooled,
+                                    guidance, use_reference, device, mm.intermediate_device())
+        if grids is not None:  # the MODEL's wrapper turns these grids into the editing position ids
+            cond["model_conds"] = {GRIDS_KEY: comfy.conds.CONDRegular(grids)}
         return io.NodeOutput([[ctx, cond]])
 
 
@@ -112,5 +106,4 @@ class NexusGenScheduler(io.ComfyNode):
 
     @classmethod
     def execute(cls, steps, denoise, shift) -> io.NodeOutput:
-        s = sigmas(steps, shift, denoise)
-        return io.NodeOutput(torch.cat([s, s.new_zeros(1)]))
+        return io.NodeOutput(scheduler_sigmas(steps, denoise, shift))

@@ -8,6 +8,7 @@ from comfy_api.latest import io
 
 from ..nexus_core.ar import editing_request, encode_image, generation_request, predict, reference_embeddings
 from ..nexus_core.blend import blend
+from ..nexus_core.comfy_conditioning import split_prompts
 from ..nexus_core.image_tensors import one_image, tensor_to_pils
 from .progress import token_callbacks
 from .schema import schema
@@ -25,13 +26,6 @@ def decode_inputs(budget_tip: str) -> list:
                      tooltip="Only used if the model's generation config samples"),
         io.Int.Input("max_new_tokens", default=1024, min=83, max=8192, tooltip=budget_tip),
     ]
-
-
-def split_prompts(text: str, one_per_line: bool) -> list[str]:
-    if not one_per_line:
-        return [text]
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines or [text]
 
 
 def _out(t: torch.Tensor) -> torch.Tensor:

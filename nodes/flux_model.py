@@ -14,7 +14,6 @@ turns them into txt_ids for the actual latent size through a post_input patch. C
 from __future__ import annotations
 
 import logging
-import math
 
 import torch
 
@@ -27,14 +26,13 @@ import comfy.sd
 import comfy.supported_models
 import comfy.utils
 
-from ..nexus_core.decoder.ids import editing_text_ids
+from ..nexus_core.comfy_conditioning import COMFY_FLUX_MU, GRIDS_KEY, ids_for_latent, place_ids
 from ..nexus_core.errors import NexusError
 from .memory import patcher_class
 
 log = logging.getLogger("nexus_gen")
-REFERENCE_SHIFT = math.log(3.0)
+REFERENCE_SHIFT = COMFY_FLUX_MU
 WRAPPER_KEY = "nexus_gen_edit_ids"
-GRIDS_KEY = "nexus_edit_grids"
 WEIGHT_DTYPES = ["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"]
 
 
@@ -128,30 +126,14 @@ def apply_nexus(patcher):
     return m
 
 
-def grids_tensor(target_grid, reference_grid=None) -> torch.Tensor:
-    """(1, 2, 3): the target grid and the reference grid (zeros when there is none), unmerged patches."""
-    return torch.tensor([list(target_grid), list(reference_grid or (0, 0, 0))], dtype=torch.float32).unsqueeze(0)
-
-
-def ids_for_latent(grids: torch.Tensor, latent_h: int, latent_w: int, dtype, device) -> torch.Tensor:
-    """The editing txt_ids (float32) for a latent of latent_h x latent_w from a (1, 2, 3) grids tensor."""
-    g = [[int(round(v)) for v in row] for row in grids[0].float().tolist()]
-    ref = tuple(g[1]) if g[1][0] > 0 else None
-    return editing_text_ids(latent_h * 8, latent_w * 8, tuple(g[0]), ref or (1, 36, 36), ref is not None,
-                            dtype=dtype, device=device).float()
-
-
 def edit_ids_wrapper(executor, x, timestep, context, y=None, guidance=None, ref_latents=None, control=None,
                      transformer_options={}, **kwargs):
     grids = kwargs.pop(GRIDS_KEY, None)
     if grids is not None:
-        ids = ids_for_latent(grids, x.shape[-2], x.shape[-1], x.dtype, x.device)
+        ids = ids_for_latent(grids, x.shape[-2], x.shape[-1], x.device).to(x.dtype).float()  # cast like the latents
 
         def set_ids(d):
-            txt_ids = d["txt_ids"].clone()
-            n = min(ids.shape[0], txt_ids.shape[1])  # extra tokens concatenated by other nodes keep zero ids
-            txt_ids[:, :n, : ids.shape[1]] = ids[:n].to(txt_ids)
-            return {**d, "txt_ids": txt_ids}
+            return {**d, "txt_ids": place_ids(d["txt_ids"], ids)}
 
         transformer_options = dict(transformer_options)
         patches = dict(transformer_options.get("patches", {}))
