@@ -14,7 +14,6 @@ import torch
 from nexus_core.comfy_conditioning import (COMFY_FLUX_MU, GRIDS_KEY, grids_tensor, ids_for_latent, place_ids,
                                            positive, scheduler_sigmas, split_prompts)
 from nexus_core.decoder.schedule import sigmas
-from nexus_core.errors import NexusError
 
 REPO = Path(__file__).resolve().parents[1]
 
