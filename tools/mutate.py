@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SCOPE = ("nexus_core/ar", "nexus_core/decoder", "nodes")
+SCOPE = ("nexus_core/ar", "nexus_core/decoder", "nodes", "nexus_core/comfy_conditioning.py", "nexus_core/fp8.py",
+         "nexus_core/offload.py")
 
 # (id, file, original snippet, mutated snippet, what the bug is). Each snippet must occur exactly once.
 CURATED = [
@@ -120,14 +121,21 @@ TEST_MAP = [
     ("nexus_core/ar/", ["tests/test_ar_parity.py", "tests/test_input_checks.py", "tests/test_ar_robustness.py",
                         "tests/test_quirks.py", "tests/test_cli.py"]),
     ("nexus_core/decoder/keymap.py", ["tests/test_decoder_files.py", "tests/test_decoder_parity.py"]),
-    ("nexus_core/decoder/convert.py", ["tests/test_decoder_files.py"]),
+    ("nexus_core/decoder/convert.py", ["tests/test_decoder_files.py", "tests/test_convert_safety.py",
+                                       "tests/test_gguf.py"]),
+    ("nexus_core/decoder/gguf_file.py", ["tests/test_gguf.py"]),
+    ("nexus_core/decoder/ids.py", ["tests/test_node_layer.py", "tests/test_decoder_parity.py"]),
     ("nexus_core/decoder/checkpoint.py", ["tests/test_decoder_files.py", "tests/test_decoder_parity.py"]),
     ("nexus_core/decoder/", ["tests/test_decoder_parity.py", "tests/test_assembly_golden.py",
                              "tests/test_pipeline.py", "tests/test_input_checks.py"]),
     ("nexus_core/blend.py", ["tests/test_oracles.py", "tests/test_node_helpers.py"]),
     ("nexus_core/pipeline.py", ["tests/test_assembly_golden.py", "tests/test_pipeline.py"]),
     ("nexus_core/cli.py", ["tests/test_assembly_golden.py", "tests/test_cli.py", "tests/test_pipeline.py"]),
-    ("nodes/", ["tests/test_node_helpers.py", "tests/comfyui"]),
+    ("nexus_core/comfy_conditioning.py", ["tests/test_node_layer.py"]),
+    ("nexus_core/fp8.py", ["tests/test_memory_levers.py"]),
+    ("nexus_core/offload.py", ["tests/test_memory_levers.py"]),
+    ("nodes/text_source.py", ["tests/test_node_layer.py", "tests/comfyui"]),
+    ("nodes/", ["tests/test_node_helpers.py", "tests/test_node_layer.py", "tests/comfyui"]),
 ]
 
 
