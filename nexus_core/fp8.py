@@ -79,5 +79,5 @@ def can_hold_fp8(device) -> bool:
     try:
         torch.ones(2, dtype=torch.bfloat16, device=device).to(torch.float8_e4m3fn).to(torch.bfloat16)
         return True
-    except (RuntimeError, TypeError, NotImplementedError):
+    except Exception:  # noqa: BLE001 - a probe: any failure (no such device, no fp8 kernels) means "no"
         return False

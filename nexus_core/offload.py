@@ -48,11 +48,15 @@ def _tensors(m):
     return {**dict(m.named_parameters(recurse=False)), **dict(m.named_buffers(recurse=False))}
 
 
+def _to_device(t: torch.Tensor, device) -> torch.Tensor:
+    return t.to(device, non_blocking=True)
+
+
 def _bring(home, device):
     def hook(m, args):
         for name, t in _tensors(m).items():
             if name in home:
-                t.data = home[name].to(device, non_blocking=True)
+                t.data = _to_device(home[name], device)
     return hook
 
 

@@ -77,3 +77,42 @@ def test_cli_takes_the_levers(tiny_root, tmp_path):
         main(["generate", "--model", str(tiny_root / "Nexus-GenV2"), "--flux", str(tiny_root / "FLUX.1-dev"),
               "--prompt", "a fox", "--offload", "disk", "--out", str(tmp_path / "x.png")])
     assert e.value.code == 2
+
+
+def test_streaming_moves_every_layer_in_for_its_forward_and_back_after(monkeypatch):
+    """Every copy to the device is recorded (on the CPU a copy is otherwise invisible): each layer's own weights
+    and buffers are copied in right before its forward and the CPU ones are back in place after it."""
+    from nexus_core import offload
+    from nexus_core.decoder.projectors import RMSNorm
+
+    copies = []
+    monkeypatch.setattr(offload, "_to_device", lambda t, device: copies.append(t) or t.clone())
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), RMSNorm(8), torch.nn.Sequential(torch.nn.Linear(8, 4)))
+    model[0].register_buffer("extra", torch.ones(3))
+    home = {v.data_ptr() for v in [*model.parameters(), *model.buffers()]}  # where the CPU copies live
+    want = model(torch.ones(2, 8))
+    stream_layers(model, "cpu")
+    stream_layers(model, "cpu")  # idempotent: hooks are not stacked
+    seen = {}
+    for name, m in model.named_modules():
+        if any(True for _ in m.parameters(recurse=False)):
+            m.register_forward_pre_hook(lambda mod, a, name=name: seen.setdefault(name, sorted(
+                k for k, t in [*mod.named_parameters(recurse=False), *mod.named_buffers(recurse=False)]
+                if t.data_ptr() not in home)) and None)  # a pre-hook returning a value replaces args
+    torch.testing.assert_close(model(torch.ones(2, 8)), want)
+    assert seen == {"0": ["bias", "extra", "weight"], "1": ["weight"], "2.0": ["bias", "weight"]}
+    assert len(copies) == 6
+    assert {t.data_ptr() for t in [*model.parameters(), *model.buffers()]} == home
+
+
+def test_fp8_storage_helpers():
+    from nexus_core.fp8 import can_hold_fp8, fp8_dtype
+
+    assert fp8_dtype("default") is None and fp8_dtype(torch.float8_e5m2) is torch.float8_e5m2
+    with pytest.raises(NexusError, match="is not an fp8 storage dtype"):
+        fp8_dtype(torch.bfloat16)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Sequential(torch.nn.Linear(4, 4)), torch.nn.ReLU())
+    assert store_linears_fp8(model, torch.float8_e4m3fn) == 2 and store_linears_fp8(model, torch.float8_e4m3fn) == 0
+    assert can_hold_fp8("cpu")
+    if not torch.cuda.is_available():
+        assert not can_hold_fp8("cuda:7")  # a device this torch cannot use
