@@ -66,3 +66,40 @@ def test_refusals(converted, tiny_root, tmp_path):
     assert main(["convert", src, "--layout", "gguf", "--dtype", "fp8_e4m3fn", "--out", str(tmp_path / "a.gguf")]) == 2
     assert main(["convert", src, "--layout", "comfyui", "--dtype", "Q8_0", "--out", str(tmp_path / "a.st")]) == 2
     assert not list(tmp_path.iterdir())
+
+
+def test_f16_storage_and_progress(tiny_root, tmp_path):
+    from nexus_core.decoder.gguf_file import convert_to_gguf
+
+    seen = []
+    out = convert_to_gguf(tiny_root / "Nexus-GenV2" / "generation_decoder.bin", tmp_path / "f16.gguf", "F16",
+                          on_tensor=lambda i, n: seen.append((i, n)))
+    assert seen[0] == (1, 84) and seen[-1] == (84, 84) and len(seen) == 84
+    types = {t.name: t.tensor_type for t in gguf.GGUFReader(str(out)).tensors}
+    assert types["model.diffusion_model.double_blocks.0.img_attn.qkv.weight"] == gguf.GGMLQuantizationType.F16
+    src = comfyui_state(read_decoder(tiny_root / "Nexus-GenV2" / "generation_decoder.bin"))
+    got = read_decoder(out).dit
+    for k, w in src.items():  # bf16 source values are exact in F16 at these magnitudes, or off by F16 rounding
+        torch.testing.assert_close(got[k], w.float(), rtol=2 ** -10, atol=1e-6)
+    with pytest.raises(Exception, match="already exists"):
+        convert_to_gguf(tiny_root / "Nexus-GenV2" / "generation_decoder.bin", out, "F16")
+
+
+def test_rows_that_do_not_split_into_blocks_fall_back_to_f16(tmp_path):
+    """Q8_0 needs rows of whole 32-value blocks; a 48-wide matrix is stored F16, small ones F32, all readable."""
+    from nexus_core.decoder.gguf_file import read_gguf, write_gguf
+
+    g = torch.Generator().manual_seed(0)
+    tensors = {"odd.weight": torch.randn(40, 48, generator=g), "small.weight": torch.randn(16, 16, generator=g),
+               "even.weight": torch.randn(40, 64, generator=g), "norm.scale": torch.randn(48, generator=g)}
+    plan = [(k, v, None, torch.bfloat16) for k, v in tensors.items()]
+    write_gguf(plan, tmp_path / "x.gguf", "generation", "Q8_0", {"format": "test"})
+    types = {t.name: t.tensor_type for t in gguf.GGUFReader(str(tmp_path / "x.gguf")).tensors}
+    Q = gguf.GGMLQuantizationType
+    assert types == {"model.diffusion_model.odd.weight": Q.F16, "model.diffusion_model.small.weight": Q.F32,
+                     "model.diffusion_model.even.weight": Q.Q8_0, "model.diffusion_model.norm.scale": Q.F32}
+    state, meta = read_gguf(tmp_path / "x.gguf")
+    assert meta == {"format": "test"}
+    torch.testing.assert_close(state["odd.weight"], tensors["odd.weight"].half().float(), rtol=0, atol=0)
+    torch.testing.assert_close(state["small.weight"], tensors["small.weight"], rtol=0, atol=0)
+    assert (state["even.weight"] - tensors["even.weight"]).abs().max() < tensors["even.weight"].abs().max() / 100

@@ -116,3 +116,18 @@ def test_fp8_storage_helpers():
     assert can_hold_fp8("cpu")
     if not torch.cuda.is_available():
         assert not can_hold_fp8("cuda:7")  # a device this torch cannot use
+
+
+def test_on_device_modes_place_weights_as_named():
+    """'none' moves the module and leaves it; 'sequential' leaves the weights in CPU memory and streams them."""
+    from nexus_core.offload import on_device
+
+    a, b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+    with on_device([a], "meta", "none"):
+        assert a.weight.device.type == "meta"
+    assert a.weight.device.type == "meta"
+    with on_device([b], "meta", "sequential"):
+        assert b.weight.device.type == "cpu" and b._nexus_streamed_to == torch.device("meta")
+    c = torch.nn.Linear(4, 4)
+    with on_device([c], "cpu", "sequential"):  # on the CPU there is nothing to stream
+        assert getattr(c, "_nexus_streamed_to", None) is None
