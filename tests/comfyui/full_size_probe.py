@@ -4,23 +4,15 @@ weights). argv: comfy_root, repo, shapes .json ({kind: {name: shape}}), output .
 Per decoder kind: detect_unet_config, the model config class model_config_from_unet picks, the pack's
 host_describes / shape_config (nodes/flux_model.py), and ComfyUI's FLUX model built on the meta device from that
 config taking the state dict the way load_model_weights gives it (missing / unexpected keys, parameter count)."""
-import importlib.util
 import json
 import sys
 
 comfy_root, repo, shapes_path, out_path = sys.argv[1:5]
-sys.path.insert(0, comfy_root)
-from comfy.cli_args import args  # noqa: E402
+from host_probe import import_pack  # noqa: E402
 
-args.cpu = True
+import_pack(comfy_root, repo)
 import torch  # noqa: E402
-
 import comfy.model_detection  # noqa: E402
-
-spec = importlib.util.spec_from_file_location("nexus_pack", f"{repo}/__init__.py", submodule_search_locations=[repo])
-pack = importlib.util.module_from_spec(spec)
-sys.modules["nexus_pack"] = pack
-spec.loader.exec_module(pack)
 from nexus_pack.nodes.flux_model import host_describes, shape_config  # noqa: E402
 
 

@@ -1,25 +1,18 @@
 """Run inside ComfyUI's Python: the AR on ComfyUI's cast-on-demand ops, loaded partially on a tiny memory budget,
 must compute what the plain AR computes. argv: comfy_root, repo, tiny AR folder, output .json.
 
-Checks, for bf16-default and fp8 weights: generation embeddings (fast and reference mode), ViT features, the
-reply ids; the patcher class; how many layers the budget left streamed; the projectors the same way."""
-import importlib.util
+Checks, for 16/32-bit and fp8 weights: generation embeddings (fast and reference mode), ViT features, the reply
+ids, and how many layers the budget left streamed. Also: the patcher class is the host's CoreModelPatcher looked up
+at call time (main.py rebinds it to ModelPatcherDynamic on Dynamic VRAM hosts)."""
 import json
 import sys
 
 comfy_root, repo, ar_folder, out_path = sys.argv[1:5]
-sys.path.insert(0, comfy_root)
-from comfy.cli_args import args  # noqa: E402
+from host_probe import import_pack  # noqa: E402
 
-args.cpu = True
+import_pack(comfy_root, repo)
 import torch  # noqa: E402
-
 import comfy.model_patcher  # noqa: E402
-
-spec = importlib.util.spec_from_file_location("nexus_pack", f"{repo}/__init__.py", submodule_search_locations=[repo])
-pack = importlib.util.module_from_spec(spec)
-sys.modules["nexus_pack"] = pack
-spec.loader.exec_module(pack)
 from nexus_pack.nexus_core.ar import encode_image, generation_request, load_ar, predict  # noqa: E402
 from nexus_pack.nodes import memory  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -49,8 +42,24 @@ def streamed(weight_dtype):
             "cast_classes": sorted({type(m).__name__ for m in ar.model.modules() if hasattr(m, "comfy_cast_weights")})}
 
 
+def rebound_patcher_class():
+    """What the pack builds when the host has rebound CoreModelPatcher (as main.py does for Dynamic VRAM)."""
+    class HostPatcher(comfy.model_patcher.ModelPatcher):
+        pass
+
+    before = getattr(comfy.model_patcher, "CoreModelPatcher", None)
+    comfy.model_patcher.CoreModelPatcher = HostPatcher
+    try:
+        return type(memory.patcher_for(torch.nn.Linear(2, 2), torch.device("cpu"))).__name__
+    finally:
+        if before is None:
+            del comfy.model_patcher.CoreModelPatcher
+        else:
+            comfy.model_patcher.CoreModelPatcher = before
+
+
 result = {"core_patcher": getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher).__name__,
-          "default": streamed(None), "fp8": streamed("fp8_e4m3fn")}
+          "rebound": rebound_patcher_class(), "default": streamed(None), "fp8": streamed("fp8_e4m3fn")}
 with open(out_path, "w") as f:
     json.dump(result, f, indent=1)
 print(json.dumps(result, indent=1))
