@@ -4,7 +4,9 @@
 //     adds the subgraph blueprint from the node search box (double-click on the canvas, type its name, Enter),
 //     feeds it a Load Image when it has an image input, and wires its image to a Save Image;
 //   node frontend_run.js URL workflow path/to/workflow.json
-//     opens a workflow as File > Open does.
+//     opens a workflow as File > Open does;
+//   node frontend_run.js URL missing-models path/to/workflow.json
+//     opens it and prints what the missing-models dialog (or 1.58's issues panel) says, then stops.
 // Then it makes the graph small (steps 3, 128x96, reply budget 100 tokens, in subgraphs too), presses Run
 // (app.queuePrompt), waits for the prompt in /history and prints one JSON line: {ok, status, images, class_types,
 // missing, errors}. Needs NODE_PATH to hold playwright-core and CHROMIUM (default /usr/bin/chromium).
@@ -44,6 +46,17 @@ async function history() {
   await sleep(2000);
   await closeDialogs(page);
   page.on('pageerror', (e) => errors.push(String(e).slice(0, 300)));  // from here on: ours (1.27 has its own at start)
+  if (mode === 'missing-models') {
+    await page.evaluate(async (wf) => { await window.app.loadGraphData(wf); }, JSON.parse(fs.readFileSync(what, 'utf8')));
+    await sleep(3000);
+    await page.getByText('View details').first().click({ timeout: 3000 }).catch(() => {});  // 1.58: a toast first
+    await sleep(2000);
+    const text = await page.evaluate(() => document.body.innerText);
+    const at = text.indexOf('Missing Models');
+    console.log(JSON.stringify({ ok: at >= 0, text: at >= 0 ? text.slice(at, at + 1500) : text.slice(0, 1500) }));
+    await browser.close();
+    return;
+  }
   if (mode === 'workflow') {
     await page.evaluate(async (wf) => { await window.app.loadGraphData(wf); }, JSON.parse(fs.readFileSync(what, 'utf8')));
   } else {

@@ -8,6 +8,7 @@ Skips without COMFYUI_PATH, node, playwright-core (NODE_PATH=<its node_modules>)
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import urllib.error
@@ -101,3 +102,19 @@ def test_workflow_with_note_runs_from_the_frontend(comfy_server, browser_env):
     result = out[-1]
     assert "MarkdownNote" not in result["class_types"] and result["errors"] == [], result
     assert [_image_size(client, ref) for ref in result["images"]] == [(128, 96)], result
+
+
+def test_missing_model_is_offered_for_download(comfy_server, browser_env):
+    """properties.models on the loaders: with ae.safetensors absent, the frontend's missing-models dialog (1.27,
+    1.35) or issues panel (1.58) names it with a Download button."""
+    client, base, _ = comfy_server
+    vae = base / "models" / "vae" / "ae.safetensors"
+    aside = base / "ae.safetensors.aside"
+    vae.rename(aside)
+    try:
+        proc, out = run_node(browser_env, [HERE / "frontend_run.js", client.base, "missing-models",
+                                           REPO / "workflows" / "nexus_gen_variation.json"], timeout=300)
+    finally:
+        aside.rename(vae)
+    assert out and out[-1]["ok"], proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert re.search(r"ae\.safetensors.{0,40}Download", out[-1]["text"][:400], re.S), out[-1]["text"][:400]
