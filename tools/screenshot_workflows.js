@@ -25,15 +25,6 @@ async function openComfy(browser, width, height) {
   await page.goto(url + '/', { waitUntil: 'networkidle', timeout: 120000 });
   await page.waitForFunction(() => window.app && window.app.graph && window.app.canvas, null, { timeout: 120000 });
   await sleep(1500);
-  await page.evaluate(async () => {  // no minimap over the graph, no first-run template browser
-    const set = async (id, v) => {
-      try { await window.app.extensionManager.setting.set(id, v); } catch (e) {
-        try { await window.app.ui.settings.setSettingValueAsync(id, v); } catch (e2) { /* older frontends */ }
-      }
-    };
-    await set('Comfy.Minimap.Visible', false);
-    await set('Comfy.TutorialCompleted', true);
-  });
   await closeDialogs(page);
   return page;
 }
@@ -143,6 +134,9 @@ async function thumbnail(page, out) {
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync'],
   });
+  // As a returning user: no first-run template browser over the canvas, no minimap over the graph.
+  await fetch(url + '/settings', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ 'Comfy.TutorialCompleted': true, 'Comfy.Minimap.Visible': false }) });
   const version = await (await fetch(url + '/system_stats')).json().then((s) => s.system && s.system.comfyui_version)
     .catch(() => '?');
   let failed = false;
