@@ -100,7 +100,7 @@ function outsideGroups(nodes, groups) {
 
 async function thumbnail(page, out) {
   // Zoom to THUMB_SCALE and move the graph clear of the menus, then crop the screenshot to it.
-  const box = await page.evaluate(async (scale) => {
+  const box = await page.evaluate(() => {
     const graph = window.app.graph;
     const LG = window.LiteGraph;
     const title = LG.NODE_TITLE_HEIGHT || 30;
@@ -109,7 +109,7 @@ async function thumbnail(page, out) {
     const x0 = Math.min(...rs.map((r) => r[0])), y0 = Math.min(...rs.map((r) => r[1]));
     const x1 = Math.max(...rs.map((r) => r[0] + r[2])), y1 = Math.max(...rs.map((r) => r[1] + r[3]));
     return { x0, y0, w: x1 - x0, h: y1 - y0 };
-  }, THUMB_SCALE);
+  });
   const margin = 16, at = 160;
   const w = Math.ceil(box.w * THUMB_SCALE), h = Math.ceil(box.h * THUMB_SCALE);
   await page.setViewportSize({ width: w + 2 * at + 200, height: h + 2 * at + 200 });
@@ -134,9 +134,10 @@ async function thumbnail(page, out) {
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync'],
   });
-  // As a returning user: no first-run template browser over the canvas, no minimap over the graph.
+  // As a returning user: no first-run template browser over the canvas, no minimap or side panel over the graph.
   await fetch(url + '/settings', { method: 'POST', headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ 'Comfy.TutorialCompleted': true, 'Comfy.Minimap.Visible': false }) });
+    body: JSON.stringify({ 'Comfy.TutorialCompleted': true, 'Comfy.Minimap.Visible': false,
+      'Comfy.RightSidePanel.IsOpen': false }) });
   const version = await (await fetch(url + '/system_stats')).json().then((s) => s.system && s.system.comfyui_version)
     .catch(() => '?');
   let failed = false;

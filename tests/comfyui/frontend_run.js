@@ -36,9 +36,10 @@ async function history() {
 
 (async () => {
   const errors = [];
-  // As a returning user: no first-run template browser over the canvas, no minimap over the graph.
+  // As a returning user: no first-run template browser over the canvas, no minimap or side panel over the graph.
   await fetch(url + '/settings', { method: 'POST', headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ 'Comfy.TutorialCompleted': true, 'Comfy.Minimap.Visible': false }) });
+    body: JSON.stringify({ 'Comfy.TutorialCompleted': true, 'Comfy.Minimap.Visible': false,
+      'Comfy.RightSidePanel.IsOpen': false }) });
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
