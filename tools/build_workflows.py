@@ -423,6 +423,10 @@ def graph_parts(spec, groups, info, x0=0.0, all_widget_inputs=False, external=No
             raw.append((lid, src, slot, key, name_, info[classes[src]]["output"][slot]))
             lid += 1
     sizes = {key: node_size(cls, info[cls]) for key, cls, *_ in spec}
+    for key, name_ in external:  # a text box fed from a subgraph input is not drawn: no room for it
+        spec_ = dict(input_specs(info[classes[key]])).get(name_)
+        if spec_ and len(spec_) > 1 and isinstance(spec_[1], dict) and spec_[1].get("multiline"):
+            sizes[key][1] -= 110
     pos, boxes = layout(spec, groups, sizes, x0)
     nodes = [make_node(ids[key], key, cls, w, inputs, info[cls], link_ids, order, pos[key], sizes[key],
                        all_widget_inputs)
