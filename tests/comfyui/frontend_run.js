@@ -64,13 +64,21 @@ async function history() {
   if (mode === 'workflow') {
     await page.evaluate(async (wf) => { await window.app.loadGraphData(wf); }, JSON.parse(fs.readFileSync(what, 'utf8')));
   } else {
-    await page.evaluate(() => window.app.graph.clear());
-    await page.mouse.dblclick(700, 450);  // the node search box, as a person adds a node
-    await sleep(800);
-    await page.keyboard.type(what, { delay: 15 });
-    await sleep(1500);
-    await page.keyboard.press('Enter');
-    await sleep(2000);
+    // The node search box, as a person adds a node. The blueprints register a moment after the page loads, so
+    // wait for the search to list it, and try again if the first search came too early.
+    for (let attempt = 0; attempt < 4; attempt++) {
+      await page.evaluate(() => window.app.graph.clear());
+      await page.mouse.dblclick(700, 450);
+      await sleep(800);
+      await page.keyboard.type(what, { delay: 15 });
+      await page.waitForFunction((w) => document.body.innerText.includes(w), what, { timeout: 15000 }).catch(() => {});
+      await sleep(800);
+      await page.keyboard.press('Enter');
+      await sleep(2000);
+      if (await page.evaluate(() => (window.app.graph._nodes || window.app.graph.nodes).some((n) => n.subgraph))) break;
+      await page.keyboard.press('Escape');
+      await sleep(3000);
+    }
     const wired = await page.evaluate((image) => {
       const graph = window.app.graph;
       const nodes = graph._nodes || graph.nodes;
