@@ -1,29 +1,42 @@
-"""Writes the example workflows in workflows/ (UI format) from compact specs, with /object_info from a running
-ComfyUI that has this pack loaded. The same-stem .jpg thumbnails are screenshots of the real frontend taken by
-tools/screenshot_workflows.js (headless Chromium).
+"""Writes the example workflows in workflows/ (UI format) and the subgraph blueprints in subgraphs/ from compact
+specs, with /object_info from a running ComfyUI that has this pack (and ComfyUI-GGUF) loaded:
 
-    python tools/build_workflows.py --server http://127.0.0.1:8188
+    python tools/tiny_comfy.py --port 8291 &          # or any ComfyUI with both packs
+    python tools/build_workflows.py --server http://127.0.0.1:8291
+
+Each workflow gets a Markdown note (what it does, which file goes where, which VRAM preset), groups
+(load / prompt / sample / decode), the frontend's model metadata on the loaders of single-file models (so the
+missing-models dialog offers the download), and no saved view: every frontend then fits the graph to the screen
+when it opens it. The same-stem .jpg thumbnails are screenshots of the real frontend taken by
+tools/screenshot_workflows.js, which also checks the layout (missing nodes, overlaps, groups, initial view).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import urllib.request
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "comfyui"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "comfyui"))
 from workflow_format import extra_values, input_specs, is_widget  # noqa: E402
 
-OUT = Path(__file__).resolve().parents[1] / "workflows"
+OUT = ROOT / "workflows"
+BLUEPRINTS = ROOT / "subgraphs"
 PACK_ID = "comfyui-nexus-gen"
-MODEL_URLS = {
-    "ae.safetensors": ("https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/ae.safetensors", "vae"),
-    "clip_l.safetensors": ("https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors",
-                           "text_encoders"),
-    "t5xxl_fp16.safetensors": ("https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
-                               "text_encoders"),
+PACK_VER = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+GGUF_PROPS = {"cnr_id": "comfyui-gguf", "aux_id": "city96/ComfyUI-GGUF"}  # the Registry id (its pyproject name)
+
+HF_NEXUS = "https://huggingface.co/modelscope/Nexus-GenV2"
+HF_TE = "https://huggingface.co/comfyanonymous/flux_text_encoders"
+HF_FLUX = "https://huggingface.co/black-forest-labs/FLUX.1-dev"
+MODEL_URLS = {  # what the frontend's missing-models dialog offers: {name, url, directory} (hashes are optional)
+    "ae.safetensors": (HF_FLUX + "/resolve/main/ae.safetensors", "vae"),
+    "clip_l.safetensors": (HF_TE + "/resolve/main/clip_l.safetensors", "text_encoders"),
+    "t5xxl_fp16.safetensors": (HF_TE + "/resolve/main/t5xxl_fp16.safetensors", "text_encoders"),
 }
 
 AR = ("ar", "NexusGenARLoader", {"model": "Nexus-GenV2", "dtype": "auto"}, {})
@@ -33,16 +46,34 @@ TE = ("te", "NexusGenTextEncoderLoader", {"clip_l": "clip_l.safetensors", "t5xxl
 TE_T5 = ("te", "NexusGenTextEncoderLoader", {"clip_l": "clip_l.safetensors", "t5xxl": "t5xxl_fp16.safetensors"}, {})
 VAE = ("vae", "VAELoader", {"vae_name": "ae.safetensors"}, {})
 IMG = ("img", "LoadImage", {"image": "example.png"}, {})
+GGUF_FILE = "nexus_gen_generation_decoder-Q8_0.gguf"
 
 
-def sampler_custom(steps, cfg, seed, latent="latent", negative=("neg", 0)):
+def sampler_custom(steps, cfg, seed, latent="latent", negative=("neg", 0), model=("dec", 0)):
     return [
         ("sched", "NexusGenScheduler", {"steps": steps, "denoise": 1.0, "shift": 3.0}, {}),
         ("ksel", "KSamplerSelect", {"sampler_name": "euler"}, {}),
         ("sampler", "SamplerCustom", {"add_noise": True, "noise_seed": seed, "cfg": cfg},
-         {"model": ("dec", 0), "positive": ("cond", 0), "negative": negative, "sampler": ("ksel", 0),
+         {"model": model, "positive": ("cond", 0), "negative": negative, "sampler": ("ksel", 0),
           "sigmas": ("sched", 0), "latent_image": (latent, 0)}),
         ("decode", "VAEDecode", {}, {"samples": ("sampler", 0), "vae": ("vae", 0)}),
+    ]
+
+
+def t2i_graph(loaders, projector=("dec", 1), model=("dec", 0), prefix="nexus_gen/t2i"):
+    """The reference's text to image: prompt embeddings, T5 negative, its sigmas, euler, cfg 3, seed 52."""
+    return [
+        *loaders,
+        ("embeds", "NexusGenPromptEmbeds", {"prompt": "A red fox sitting in the snow at sunset.", "language": "en",
+                                            "mode": "reference", "one_per_line": False, "seed": 0,
+                                            "max_new_tokens": 1024}, {"nexus_ar": ("ar", 0)}),
+        ("cond", "NexusGenConditioning", {"guidance": 3.5, "use_reference": True},
+         {"embeds": ("embeds", 0), "projector": projector, "text_encoders": ("te", 0)}),
+        ("neg", "NexusGenNegative", {"text": "", "guidance": 3.5}, {"text_encoders": ("te", 0)}),
+        ("latent", "EmptySD3LatentImage", {"width": 512, "height": 512, "batch_size": 1}, {}),
+        *sampler_custom(50, 3.0, 52, model=model),
+        ("save", "SaveImage", {"filename_prefix": prefix}, {"images": ("decode", 0)}),
+        ("reply", "PreviewAny", {}, {"source": ("embeds", 1)}),
     ]
 
 
@@ -60,157 +91,458 @@ def edit_graph(decoder, instruction, prefix, with_reply=False):
     ] + ([("reply", "PreviewAny", {}, {"source": ("embeds", 1)})] if with_reply else [])
 
 
+# -- layout: groups hold columns of nodes; the loaders form a band above the graph, each above what it feeds ----
+T2I_LAYOUT = {"Load models": [["ar"], ["te"], ["dec"], ["vae"]],
+              "Prompt": [["embeds", "reply"], ["cond", "neg"]],
+              "Sample": [["latent", "sched", "ksel"], ["sampler"]],
+              "Decode": [["decode", "save"]]}
+EDIT_LAYOUT = {"Load models": [["ar"], ["te"], ["dec"], ["vae"]],
+               "Prompt: image + instruction": [["img"], ["embeds", "reply"], ["cond", "neg"]],
+               "Sample": [["latent", "sched", "ksel", "sampler"]],
+               "Decode": [["decode", "save"]]}
+GGUF_LAYOUT = {"Load models": [["ar"], ["te"], ["unet"], ["proj", "patch"], ["vae"]],
+               "Prompt": [["embeds", "reply"], ["cond", "neg"]],
+               "Sample": [["latent", "sched", "ksel"], ["sampler"]],
+               "Decode": [["decode", "save"]]}
+
+VRAM = ("**VRAM preset** (AR = AR Model Loader, DiT = Decoder Loader):\n"
+        "- 8 GB: AR `weight_dtype` fp8_e4m3fn with `device` cpu; DiT GGUF Q8_0 (see the GGUF workflow) or "
+        "fp8_e4m3fn\n"
+        "- 12 GB: AR fp8_e4m3fn; DiT fp8_e4m3fn\n"
+        "- 16 GB: AR fp8_e4m3fn; DiT fp8_e4m3fn or default (bf16)\n"
+        "- 24 GB: AR default (bf16); DiT fp8_e4m3fn\n"
+        "- 48 GB or more: everything default (bf16)\n\n"
+        "Details: the README's *VRAM presets* table.")
+VRAM_AR = ("**VRAM preset**: the AR model alone needs about 17 GB in bf16. Below that, set the AR Model Loader's "
+           "`weight_dtype` to fp8_e4m3fn (about 9 GB), and on 8 GB cards also `device` cpu. Details: the README's "
+           "*VRAM presets* table.")
+
+
+def files_md(decoder: str | None, t5: bool = False, vae: bool = True, gguf: bool = False) -> str:
+    lines = ["**Files** (then press R in ComfyUI to refresh the lists):",
+             f"- [Nexus-GenV2]({HF_NEXUS}): the whole folder (config, 4 model shards, tokenizer files) into "
+             "`models/nexus_gen/Nexus-GenV2/`"]
+    if decoder:
+        lines[-1] += f", with `{decoder}` inside it"
+    if gguf:
+        lines.append(f"- `{GGUF_FILE}` into `models/diffusion_models/`, made from generation_decoder.bin (below)")
+    te = "clip_l.safetensors" + (" and t5xxl_fp16.safetensors (for the negative prompt)" if t5 else "")
+    if decoder or gguf:
+        lines.append(f"- [{te}]({HF_TE}) into `models/text_encoders/`")
+    if vae:
+        lines.append(f"- ae.safetensors of [FLUX.1-dev]({HF_FLUX}) (accept its licence first) into `models/vae/`")
+    return "\n".join(lines)
+
+
+def note(title: str, what: str, files: str, vram: str = VRAM, extra: str = "") -> str:
+    return "\n\n".join(p for p in (f"## {title}", what, files, extra, vram) if p)
+
+
+GGUF_HOWTO = ("**GGUF**: install [ComfyUI-GGUF](https://github.com/city96/ComfyUI-GGUF) (ComfyUI-Manager: "
+              "\"ComfyUI-GGUF\"), then make the file once:\n"
+              "```\nnexus-gen convert generation_decoder.bin --layout gguf --dtype Q8_0 "
+              f"--out models/diffusion_models/{GGUF_FILE}\n```\n"
+              "Unet Loader (GGUF) loads the quantized DiT; Projector Loader reads the adapter from the same file; "
+              "Model Patch gives the DiT Nexus-Gen's flow shift.")
+
 WORKFLOWS = {
-    "nexus_gen_text_to_image": ("Text to image with the generation decoder, exactly the reference's settings "
-                                "(sigmas, euler, cfg 3 with the T5 negative, seed 52): the same latents as "
-                                "`nexus-gen generate`.", [
-        AR, GEN_DEC, TE_T5, VAE,
-        ("embeds", "NexusGenPromptEmbeds", {"prompt": "A red fox sitting in the snow at sunset.", "language": "en",
-                                            "mode": "reference", "one_per_line": False, "seed": 0,
-                                            "max_new_tokens": 1024}, {"nexus_ar": ("ar", 0)}),
-        ("cond", "NexusGenConditioning", {"guidance": 3.5, "use_reference": True},
-         {"embeds": ("embeds", 0), "projector": ("dec", 1), "text_encoders": ("te", 0)}),
-        ("neg", "NexusGenNegative", {"text": "", "guidance": 3.5}, {"text_encoders": ("te", 0)}),
-        ("latent", "EmptySD3LatentImage", {"width": 512, "height": 512, "batch_size": 1}, {}),
-        *sampler_custom(50, 3.0, 52),
-        ("save", "SaveImage", {"filename_prefix": "nexus_gen/t2i"}, {"images": ("decode", 0)}),
-        ("reply", "PreviewAny", {}, {"source": ("embeds", 1)}),
-    ]),
-    "nexus_gen_edit": ("Image editing with the editing decoder (81 target + 324 reference embeddings, editing "
-                       "position ids), cfg 1 as in the reference.",
-                       edit_graph(EDIT_DEC, "Add a pair of sunglasses.", "nexus_gen/edit", with_reply=True)),
-    "nexus_gen_edit_generation_decoder": ("Editing through the generation decoder (the AR's 81 embeddings only): "
-                                          "suited to large conceptual edits.",
-                                          edit_graph(GEN_DEC, "Turn it into a watercolor painting.",
-                                                     "nexus_gen/edit_gendec")),
-    "nexus_gen_understanding": ("Image understanding: ask about an image; the answer streams onto the node.", [
-        AR, IMG,
-        ("ask", "NexusGenUnderstand", {"question": "Please give a brief description of the image.",
-                                       "max_new_tokens": 1024, "seed": 0},
-         {"nexus_ar": ("ar", 0), "image": ("img", 0)}),
-        ("show", "PreviewAny", {}, {"source": ("ask", 0)}),
-    ]),
-    "nexus_gen_variation": ("Image variation: the image's ViT embeddings straight into the generation decoder "
-                            "(its own training task), sampled with the native KSampler.", [
-        AR, GEN_DEC, TE, VAE, IMG,
-        ("embeds", "NexusGenImageEmbeds", {"tokens": "81", "resize": "crop"},
-         {"nexus_ar": ("ar", 0), "image": ("img", 0)}),
-        ("cond", "NexusGenConditioning", {"guidance": 3.5, "use_reference": True},
-         {"embeds": ("embeds", 0), "projector": ("dec", 1), "text_encoders": ("te", 0)}),
-        ("neg", "ConditioningZeroOut", {}, {"conditioning": ("cond", 0)}),
-        ("latent", "EmptySD3LatentImage", {"width": 512, "height": 512, "batch_size": 1}, {}),
-        ("ksampler", "KSampler", {"seed": 7, "steps": 30, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple",
-                                  "denoise": 1.0},
-         {"model": ("dec", 0), "positive": ("cond", 0), "negative": ("neg", 0), "latent_image": ("latent", 0)}),
-        ("decode", "VAEDecode", {}, {"samples": ("ksampler", 0), "vae": ("vae", 0)}),
-        ("save", "SaveImage", {"filename_prefix": "nexus_gen/variation"}, {"images": ("decode", 0)}),
-    ]),
-    "nexus_gen_mix_prompt_image_upscale": ("What the reference cannot do: blend a prompt's embeddings with an "
-                                           "image's (slerp), sample with KSampler and FluxGuidance, then a native "
-                                           "latent upscale + second KSampler pass at 1.5x.", [
-        AR, GEN_DEC, TE, VAE, IMG,
-        ("p", "NexusGenPromptEmbeds", {"prompt": "A castle on a hill at dawn.", "language": "en", "mode": "fast",
-                                       "one_per_line": False, "seed": 0, "max_new_tokens": 1024},
-         {"nexus_ar": ("ar", 0)}),
-        ("i", "NexusGenImageEmbeds", {"tokens": "81", "resize": "crop"}, {"nexus_ar": ("ar", 0), "image": ("img", 0)}),
-        ("mix", "NexusGenEmbedsBlend", {"weight": 0.35, "method": "slerp"}, {"a": ("p", 0), "b": ("i", 0)}),
-        ("cond0", "NexusGenConditioning", {"guidance": 3.5, "use_reference": True},
-         {"embeds": ("mix", 0), "projector": ("dec", 1), "text_encoders": ("te", 0)}),
-        ("cond", "FluxGuidance", {"guidance": 4.0}, {"conditioning": ("cond0", 0)}),
-        ("neg", "ConditioningZeroOut", {}, {"conditioning": ("cond", 0)}),
-        ("latent", "EmptySD3LatentImage", {"width": 512, "height": 512, "batch_size": 1}, {}),
-        ("ks1", "KSampler", {"seed": 11, "steps": 30, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple",
-                             "denoise": 1.0},
-         {"model": ("dec", 0), "positive": ("cond", 0), "negative": ("neg", 0), "latent_image": ("latent", 0)}),
-        ("up", "LatentUpscaleBy", {"upscale_method": "bislerp", "scale_by": 1.5}, {"samples": ("ks1", 0)}),
-        ("ks2", "KSampler", {"seed": 12, "steps": 20, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple",
-                             "denoise": 0.45},
-         {"model": ("dec", 0), "positive": ("cond", 0), "negative": ("neg", 0), "latent_image": ("up", 0)}),
-        ("decode", "VAEDecode", {}, {"samples": ("ks2", 0), "vae": ("vae", 0)}),
-        ("save", "SaveImage", {"filename_prefix": "nexus_gen/mix"}, {"images": ("decode", 0)}),
-    ]),
+    "nexus_gen_text_to_image": dict(
+        graph=t2i_graph([AR, GEN_DEC, TE_T5, VAE]), layout=T2I_LAYOUT,
+        note=note("Nexus-Gen: text to image",
+                  "Text to image with the generation decoder and exactly the reference's settings (its sigmas, "
+                  "euler, cfg 3 with a T5 negative, seed 52): the same latents as `nexus-gen generate`. The AR "
+                  "model writes a short reply (shown below the prompt) and predicts 81 image embeddings; the "
+                  "decoder's FLUX DiT paints them.",
+                  files_md("generation_decoder.bin", t5=True))),
+    "nexus_gen_text_to_image_gguf": dict(
+        graph=t2i_graph([AR, ("unet", "UnetLoaderGGUF", {"unet_name": GGUF_FILE}, {}),
+                         ("proj", "NexusGenProjectorLoader", {"decoder": GGUF_FILE}, {}),
+                         ("patch", "NexusGenModelPatch", {}, {"model": ("unet", 0), "projector": ("proj", 0)}),
+                         TE_T5, VAE], projector=("proj", 0), model=("patch", 0), prefix="nexus_gen/t2i_gguf"),
+        layout=GGUF_LAYOUT,
+        note=note("Nexus-Gen: text to image, GGUF DiT",
+                  "The text-to-image workflow with the generation decoder's DiT quantized to GGUF Q8_0 (about "
+                  "12.7 GB instead of 24): for 8-12 GB cards.",
+                  files_md(None, t5=True, gguf=True), extra=GGUF_HOWTO)),
+    "nexus_gen_edit": dict(
+        graph=edit_graph(EDIT_DEC, "Add a pair of sunglasses.", "nexus_gen/edit", with_reply=True),
+        layout=EDIT_LAYOUT,
+        note=note("Nexus-Gen: image editing",
+                  "Edits the loaded image by an instruction with the editing decoder: the AR model predicts the "
+                  "edited image's 81 embeddings, the decoder also sees the image's 324 reference embeddings and "
+                  "editing position ids; cfg 1 as in the reference. Load your own image in the Prompt group.",
+                  files_md("edit_decoder.bin"))),
+    "nexus_gen_edit_generation_decoder": dict(
+        graph=edit_graph(GEN_DEC, "Turn it into a watercolor painting.", "nexus_gen/edit_gendec"),
+        layout=EDIT_LAYOUT,
+        note=note("Nexus-Gen: edit through the generation decoder",
+                  "Editing through the generation decoder (the AR model's 81 embeddings only, no reference "
+                  "embeddings): looser than the editing decoder, suited to large conceptual edits such as a change "
+                  "of style.",
+                  files_md("generation_decoder.bin"))),
+    "nexus_gen_understanding": dict(
+        graph=[AR, IMG,
+               ("ask", "NexusGenUnderstand", {"question": "Please give a brief description of the image.",
+                                              "max_new_tokens": 1024, "seed": 0},
+                {"nexus_ar": ("ar", 0), "image": ("img", 0)}),
+               ("show", "PreviewAny", {}, {"source": ("ask", 0)})],
+        layout={"Load model": [["ar"]], "Image + question": [["img"], ["ask"]], "Answer": [["show"]]},
+        note=note("Nexus-Gen: image understanding",
+                  "Ask the AR model about an image; the answer streams onto the Understand node while it is "
+                  "written and ends up in Preview Any. Leave the image out for a plain chat.",
+                  files_md(None, vae=False), vram=VRAM_AR)),
+    "nexus_gen_variation": dict(
+        graph=[AR, GEN_DEC, TE, VAE, IMG,
+               ("embeds", "NexusGenImageEmbeds", {"tokens": "81", "resize": "crop"},
+                {"nexus_ar": ("ar", 0), "image": ("img", 0)}),
+               ("cond", "NexusGenConditioning", {"guidance": 3.5, "use_reference": True},
+                {"embeds": ("embeds", 0), "projector": ("dec", 1), "text_encoders": ("te", 0)}),
+               ("neg", "ConditioningZeroOut", {}, {"conditioning": ("cond", 0)}),
+               ("latent", "EmptySD3LatentImage", {"width": 512, "height": 512, "batch_size": 1}, {}),
+               ("ksampler", "KSampler", {"seed": 7, "steps": 30, "cfg": 1.0, "sampler_name": "euler",
+                                         "scheduler": "simple", "denoise": 1.0},
+                {"model": ("dec", 0), "positive": ("cond", 0), "negative": ("neg", 0), "latent_image": ("latent", 0)}),
+               ("decode", "VAEDecode", {}, {"samples": ("ksampler", 0), "vae": ("vae", 0)}),
+               ("save", "SaveImage", {"filename_prefix": "nexus_gen/variation"}, {"images": ("decode", 0)})],
+        layout={"Load models": [["ar"], ["te"], ["dec"], ["vae"]],
+                "Prompt: image embeddings": [["img"], ["embeds", "cond", "neg"]],
+                "Sample": [["latent", "ksampler"]], "Decode": [["decode", "save"]]},
+        note=note("Nexus-Gen: image variation",
+                  "Variations of an image: its ViT embeddings go straight into the generation decoder (its own "
+                  "training task), sampled with the native KSampler. Change the seed for another variation.",
+                  files_md("generation_decoder.bin"))),
+    "nexus_gen_mix_prompt_image_upscale": dict(
+        graph=[AR, GEN_DEC, TE, VAE, IMG,
+               ("p", "NexusGenPromptEmbeds", {"prompt": "A castle on a hill at dawn.", "language": "en",
+                                              "mode": "fast", "one_per_line": False, "seed": 0,
+                                              "max_new_tokens": 1024}, {"nexus_ar": ("ar", 0)}),
+               ("i", "NexusGenImageEmbeds", {"tokens": "81", "resize": "crop"},
+                {"nexus_ar": ("ar", 0), "image": ("img", 0)}),
+               ("mix", "NexusGenEmbedsBlend", {"weight": 0.35, "method": "slerp"}, {"a": ("p", 0), "b": ("i", 0)}),
+               ("cond0", "NexusGenConditioning", {"guidance": 3.5, "use_reference": True},
+                {"embeds": ("mix", 0), "projector": ("dec", 1), "text_encoders": ("te", 0)}),
+               ("cond", "FluxGuidance", {"guidance": 4.0}, {"conditioning": ("cond0", 0)}),
+               ("neg", "ConditioningZeroOut", {}, {"conditioning": ("cond", 0)}),
+               ("latent", "EmptySD3LatentImage", {"width": 512, "height": 512, "batch_size": 1}, {}),
+               ("ks1", "KSampler", {"seed": 11, "steps": 30, "cfg": 1.0, "sampler_name": "euler",
+                                    "scheduler": "simple", "denoise": 1.0},
+                {"model": ("dec", 0), "positive": ("cond", 0), "negative": ("neg", 0), "latent_image": ("latent", 0)}),
+               ("up", "LatentUpscaleBy", {"upscale_method": "bislerp", "scale_by": 1.5}, {"samples": ("ks1", 0)}),
+               ("ks2", "KSampler", {"seed": 12, "steps": 20, "cfg": 1.0, "sampler_name": "euler",
+                                    "scheduler": "simple", "denoise": 0.45},
+                {"model": ("dec", 0), "positive": ("cond", 0), "negative": ("neg", 0), "latent_image": ("up", 0)}),
+               ("decode", "VAEDecode", {}, {"samples": ("ks2", 0), "vae": ("vae", 0)}),
+               ("save", "SaveImage", {"filename_prefix": "nexus_gen/mix"}, {"images": ("decode", 0)})],
+        layout={"Load models": [["ar"], ["te"], ["dec"], ["vae"]],
+                "Prompt: text + image blend": [["p", "img"], ["i", "mix", "cond0", "cond", "neg"]],
+                "Sample, upscale, sample again": [["latent", "ks1"], ["up", "ks2"]],
+                "Decode": [["decode", "save"]]},
+        note=note("Nexus-Gen: prompt + image mix, upscale",
+                  "What the reference cannot do: blend a prompt's embeddings with an image's (slerp, weight = "
+                  "share of the image), sample with the native KSampler and FluxGuidance, then upscale the latent "
+                  "1.5x and sample it again at denoise 0.45.",
+                  files_md("generation_decoder.bin"))),
 }
 
+# -- subgraph blueprints (ComfyUI 0.8+: a pack's subgraphs/*.json are offered as single nodes) -------------------
+# promoted: (node key, widget, subgraph input name, label)
+BLUEPRINT_T2I_WIDGETS = [("embeds", "prompt", "prompt", None), ("sampler", "noise_seed", "seed", None),
+                         ("latent", "width", "width", None), ("latent", "height", "height", None),
+                         ("sched", "steps", "steps", None), ("sampler", "cfg", "cfg", None),
+                         ("ar", "model", "model", "AR model"), ("ar", "weight_dtype", "ar_weight_dtype", "AR weight_dtype"),
+                         ("ar", "device", "ar_device", "AR device"), ("dec", "decoder", "decoder", None),
+                         ("dec", "weight_dtype", "dit_weight_dtype", "DiT weight_dtype"),
+                         ("te", "clip_l", "clip_l", None), ("te", "t5xxl", "t5xxl", None),
+                         ("vae", "vae_name", "vae_name", "vae")]
+BLUEPRINT_EDIT_WIDGETS = [("embeds", "instruction", "instruction", None), ("sampler", "noise_seed", "seed", None),
+                          ("latent", "width", "width", None), ("latent", "height", "height", None),
+                          ("sched", "steps", "steps", None), ("sampler", "cfg", "cfg", None),
+                          ("ar", "model", "model", "AR model"),
+                          ("ar", "weight_dtype", "ar_weight_dtype", "AR weight_dtype"),
+                          ("ar", "device", "ar_device", "AR device"), ("dec", "decoder", "decoder", None),
+                          ("dec", "weight_dtype", "dit_weight_dtype", "DiT weight_dtype"),
+                          ("te", "clip_l", "clip_l", None), ("vae", "vae_name", "vae_name", "vae")]
 
-WRAP = 7  # columns in the first band
+
+def _without(graph, *keys):
+    return [n for n in graph if n[0] not in keys]
 
 
-def band_top(rows: dict) -> int:
-    return max((y for (band, _c), y in rows.items() if band == 0), default=40) + 80
+BLUEPRINTS_SPEC = {
+    "Nexus-Gen Text to Image": dict(
+        graph=_without(t2i_graph([AR, GEN_DEC, TE_T5, VAE]), "save", "reply"),
+        layout={"Load models": [["ar"], ["te"], ["dec"], ["vae"]], "Prompt": [["embeds"], ["cond", "neg"]],
+                "Sample": [["latent", "sched", "ksel"], ["sampler"]], "Decode": [["decode"]]},
+        widgets=BLUEPRINT_T2I_WIDGETS, image_input=None, outputs=[("decode", 0, "IMAGE")],
+        description="Nexus-Gen V2 text to image with the reference's settings: the AR model (Qwen2.5-VL) predicts "
+                    "81 image embeddings from the prompt, the generation decoder's FLUX DiT paints them. Files: "
+                    "Nexus-GenV2 in models/nexus_gen, clip_l/t5xxl in models/text_encoders, FLUX.1-dev ae in "
+                    "models/vae.",
+        aliases=["nexus", "nexus-gen", "text to image", "qwen", "flux"]),
+    "Nexus-Gen Edit": dict(
+        graph=_without(edit_graph(EDIT_DEC, "Add a pair of sunglasses.", "nexus_gen/edit"), "save", "img"),
+        layout={"Load models": [["ar"], ["te"], ["dec"], ["vae"]], "Prompt": [["embeds"], ["cond", "neg"]],
+                "Sample": [["latent", "sched", "ksel"], ["sampler"]], "Decode": [["decode"]]},
+        widgets=BLUEPRINT_EDIT_WIDGETS, image_input=("embeds", "image"), outputs=[("decode", 0, "IMAGE")],
+        description="Nexus-Gen V2 image editing: the AR model (Qwen2.5-VL) predicts the edited image's embeddings "
+                    "from the image and the instruction, the editing decoder's FLUX DiT paints them with the "
+                    "image's reference embeddings. Files: Nexus-GenV2 (with edit_decoder.bin) in models/nexus_gen, "
+                    "clip_l in models/text_encoders, FLUX.1-dev ae in models/vae.",
+        aliases=["nexus", "nexus-gen", "edit", "image edit", "qwen", "flux"]),
+}
+
+# -- geometry ---------------------------------------------------------------------------------------------------
+TITLE = 30          # a node's title bar, drawn above its pos
+GROUP_TITLE = 44    # a group's title bar (font 24)
+PAD = 16            # inside a group, around its nodes
+GAP_Y = 26          # between stacked nodes (plus the title bar)
+GAP_X = 24          # between columns
+GAP_GROUP = 30      # between groups
+NOTE_W = 400
+# Opened, a workflow is fitted to the screen; below a zoom of ~0.6 the frontend draws nodes without text, so a
+# graph stays within about 2200 x 1150 to be legible on a 1920x1080 screen.
+WIDTHS = {"NexusGenPromptEmbeds": 360, "NexusGenEditEmbeds": 360, "NexusGenNegative": 290, "NexusGenUnderstand": 360,
+          "LoadImage": 300, "SaveImage": 300, "PreviewAny": 300}
+HEIGHTS = {"LoadImage": 380, "SaveImage": 330, "NexusGenPromptEmbeds": 280, "NexusGenEditEmbeds": 250,
+           "NexusGenUnderstand": 250, "NexusGenNegative": 150, "PreviewAny": 160}
+GROUP_COLORS = ["#3f789e", "#b58b2a", "#8a8a3a", "#a1309b", "#3f9e78"]
 
 
-def build(name: str, description: str, spec: list, info: dict) -> dict:
+def node_size(cls: str, info: dict) -> list[int]:
+    """The frontend's own size for a node (slot rows of 20, widgets of 24; measured in 1.27-1.58), a bit more."""
+    if cls in HEIGHTS:
+        return [WIDTHS.get(cls, 270), HEIGHTS[cls]]
+    specs = input_specs(info)
+    widgets = sum(1 + extra_values(sp) for _n, sp in specs if is_widget(sp))
+    sockets = sum(1 for _n, sp in specs if not is_widget(sp))
+    return [WIDTHS.get(cls, 270), 20 + 20 * max(sockets, len(info["output"]), 1) + 24 * widgets]
+
+
+def layout(spec: list, groups: dict, sizes: dict, x0: float) -> tuple[dict, list]:
+    """Positions: the first group (the loaders) is a band on top, from x=0, each loader up and left of the first
+    node it feeds, so that wires run down and right; the other groups sit side by side below it, from x0.
+    Returns ({key: [x, y]}, [(title, [x, y, w, h])])."""
+    groups = {t: [c for c in ([k for k in col if k in sizes] for col in cols) if c] for t, cols in groups.items()}
+    titles = list(groups)
+    consumers = {}
+    for key, _cls, _w, inputs in spec:
+        for src, _slot in inputs.values():
+            consumers.setdefault(src, []).append(key)
+    pos, boxes = {}, []
+    band_y = GROUP_TITLE + TITLE + PAD
+    x = x0
+    for title in titles[1:]:  # the lower row, placed at y=0 for now
+        gx = x
+        x += PAD
+        for col in groups[title]:
+            y = band_y
+            for key in col:
+                pos[key] = [x, y]
+                y += sizes[key][1] + TITLE + GAP_Y
+            x += max(sizes[k][0] for k in col) + GAP_X
+        x += PAD - GAP_X
+        boxes.append([title, gx, x])
+        x += GAP_GROUP
+    x, top = PAD, {}
+    for col in groups[titles[0]]:
+        width = max(sizes[k][0] for k in col)
+        want = min((pos[c][0] for k in col for c in consumers.get(k, []) if c in pos), default=x + width + 60)
+        x = max(x, want - width - 60)
+        y = band_y
+        for key in col:
+            top[key] = [x, y]
+            y += sizes[key][1] + TITLE + GAP_Y
+        x += width + GAP_X
+    band_right = max(x - GAP_X + PAD, boxes[-1][2] if boxes else 0)
+    band_h = max(p[1] + sizes[k][1] for k, p in top.items()) + PAD
+    lower_top = band_h + GAP_GROUP
+    for key in pos:
+        pos[key][1] += lower_top
+    lower_h = max(p[1] + sizes[k][1] for k, p in pos.items()) + PAD - lower_top
+    pos.update(top)
+    out = [(titles[0], [0, 0, band_right, band_h])]
+    out += [(t, [a, lower_top, b - a, lower_h]) for t, a, b in boxes]
+    return pos, out
+
+
+def make_node(nid, key, cls, widgets, inputs, info, link_ids, order, pos, size, all_widget_inputs=False):
+    """One UI-format node. `link_ids[(key, input name)]` is the link feeding that input; with all_widget_inputs
+    every widget is also listed as an input (the subgraph format)."""
+    node_inputs, values = [], []
+    for name_, ispec in input_specs(info):
+        widget = is_widget(ispec)
+        if widget and not all_widget_inputs and (key, name_) not in link_ids:
+            continue
+        entry = {"name": name_, "type": ispec[0] if isinstance(ispec[0], str) else "COMBO",
+                 "link": link_ids.get((key, name_))}
+        if widget:
+            entry["widget"] = {"name": name_}
+        elif len(ispec) > 1 and isinstance(ispec[1], dict) and name_ in info["input"].get("optional", {}):
+            entry["shape"] = 7  # optional socket, as the frontend saves it
+        node_inputs.append(entry)
+    if all_widget_inputs:  # the frontend lists sockets first, then the widgets
+        node_inputs.sort(key=lambda e: "widget" in e)
+    for name_, ispec in input_specs(info):
+        if is_widget(ispec) and name_ not in inputs:
+            default = ispec[1].get("default") if len(ispec) > 1 and isinstance(ispec[1], dict) else None
+            if default is None:
+                opts = ispec[0] if isinstance(ispec[0], list) else ispec[1].get("options", [None])
+                default = opts[0]
+            values.append(widgets.get(name_, default))
+            if extra_values(ispec):
+                values.append(widgets.get("control_after_generate", "fixed")
+                              if ispec[1].get("control_after_generate") else "image")
+    props = {"Node name for S&R": cls}
+    if cls.startswith("NexusGen"):
+        props.update(cnr_id=PACK_ID, ver=PACK_VER)
+    elif cls.endswith("GGUF"):
+        props.update(GGUF_PROPS)
+    else:
+        props["cnr_id"] = "comfy-core"
+    models = [{"name": v, "url": MODEL_URLS[v][0], "directory": MODEL_URLS[v][1]}
+              for v in widgets.values() if isinstance(v, str) and v in MODEL_URLS]
+    if models:
+        props["models"] = models
+    return {"id": nid, "type": cls, "pos": [round(pos[0]), round(pos[1])], "size": [round(s) for s in size],
+            "flags": {}, "order": order, "mode": 0, "inputs": node_inputs,
+            "outputs": [{"name": n, "type": t, "links": [], "slot_index": i}
+                        for i, (n, t) in enumerate(zip(info["output_name"], info["output"]))],
+            "properties": props, "widgets_values": values, "title": info.get("display_name") or cls}
+
+
+def graph_parts(spec, groups, info, x0=0.0, all_widget_inputs=False, external=None, first_link=1):
+    """Nodes, links (as [id, from, slot, to, slot, type]) and groups of a spec; `external` maps
+    (key, input) -> link id for inputs fed from outside (a subgraph's inputs)."""
+    external = external or {}
     ids = {key: i + 1 for i, (key, *_rest) in enumerate(spec)}
-    depth = {}
-    for key, _cls, _w, links in spec:  # specs list producers before consumers
-        depth[key] = 1 + max((depth[src] for src, _ in links.values()), default=-1)
-    nodes, links, link_id = [], [], 0
-    out_links: dict[tuple[str, int], list[int]] = {}
-    rows: dict[tuple[int, int], int] = {}
-    for order, (key, cls, widgets, inputs) in enumerate(spec):
-        ni = info[cls]
-        node_inputs = []
-        for name_, ispec in input_specs(ni):
-            if name_ in inputs:
-                src, slot = inputs[name_]
-                link_id += 1
-                typ = info[dict((k, c) for k, c, *_ in spec)[src]]["output"][slot]
-                links.append([link_id, ids[src], slot, ids[key], len(node_inputs), typ])
-                out_links.setdefault((src, slot), []).append(link_id)
-                node_inputs.append({"name": name_, "type": ispec[0] if isinstance(ispec[0], str) else "COMBO",
-                                    "link": link_id})
-        values = []
-        for name_, ispec in input_specs(ni):
-            if is_widget(ispec) and name_ not in inputs:
-                default = ispec[1].get("default") if len(ispec) > 1 and isinstance(ispec[1], dict) else None
-                if default is None and isinstance(ispec[0], list):
-                    default = ispec[0][0]
-                values.append(widgets.get(name_, default))
-                if extra_values(ispec):
-                    values.append("fixed" if ispec[1].get("control_after_generate") else "image")
-        col = depth[key]
-        n_widgets = sum(1 for n_, sp in input_specs(ni) if is_widget(sp) and n_ not in inputs)
-        height = 46 + 24 * max(len(node_inputs), len(ni["output"])) + 26 * n_widgets
-        height += 110 * sum(1 for n_, sp in input_specs(ni) if is_widget(sp) and n_ not in inputs and len(sp) > 1
-                            and isinstance(sp[1], dict) and sp[1].get("multiline"))  # text boxes
-        height += 280 * (cls == "LoadImage")  # the image preview
-        band = 1 if col >= WRAP else 0  # long graphs continue in a second band, so they stay legible
-        if band:
-            col -= WRAP - 2
-            rows.setdefault((1, col), band_top(rows))
-        y = rows.get((band, col), 40)
-        rows[(band, col)] = y + height + 40
-        props = {"Node name for S&R": cls, "cnr_id": PACK_ID if cls.startswith("NexusGen") else "comfy-core"}
-        models = [{"name": v, "url": MODEL_URLS[v][0], "directory": MODEL_URLS[v][1]}
-                  for v in widgets.values() if isinstance(v, str) and v in MODEL_URLS]
-        if models:
-            props["models"] = models
-        nodes.append({"id": ids[key], "type": cls, "pos": [40 + 340 * col, y], "size": [300, height],
-                      "flags": {}, "order": order, "mode": 0, "inputs": node_inputs,
-                      "outputs": [{"name": n, "type": t, "links": [], "slot_index": i}
-                                  for i, (n, t) in enumerate(zip(ni["output_name"], ni["output"]))],
-                      "properties": props, "widgets_values": values, "title": ni.get("display_name") or cls})
-    for node in nodes:
-        key = next(k for k, v in ids.items() if v == node["id"])
-        for out in node["outputs"]:
-            out["links"] = out_links.get((key, out["slot_index"]), [])
+    classes = {key: cls for key, cls, *_ in spec}
+    link_ids, raw, lid = dict(external), [], first_link
+    for key, cls, _w, inputs in spec:
+        for name_, (src, slot) in inputs.items():
+            link_ids[(key, name_)] = lid
+            raw.append((lid, src, slot, key, name_, info[classes[src]]["output"][slot]))
+            lid += 1
+    sizes = {key: node_size(cls, info[cls]) for key, cls, *_ in spec}
+    for key, name_ in external:  # a text box fed from a subgraph input is not drawn: no room for it
+        spec_ = dict(input_specs(info[classes[key]])).get(name_)
+        if spec_ and len(spec_) > 1 and isinstance(spec_[1], dict) and spec_[1].get("multiline"):
+            sizes[key][1] -= 110
+    pos, boxes = layout(spec, groups, sizes, x0)
+    nodes = [make_node(ids[key], key, cls, w, inputs, info[cls], link_ids, order, pos[key], sizes[key],
+                       all_widget_inputs)
+             for order, (key, cls, w, inputs) in enumerate(spec)]
+    by_id = {n["id"]: n for n in nodes}
+    links = []
+    for lid_, src, slot, dst, name_, typ in raw:
+        target = by_id[ids[dst]]
+        tslot = next(i for i, e in enumerate(target["inputs"]) if e["name"] == name_)
+        links.append([lid_, ids[src], slot, ids[dst], tslot, typ])
+        by_id[ids[src]]["outputs"][slot]["links"].append(lid_)
+    gboxes = [{"id": i + 1, "title": t, "bounding": [round(v) for v in b], "color": GROUP_COLORS[i % 5],
+               "font_size": 24, "flags": {}} for i, (t, b) in enumerate(boxes)]
+    return nodes, links, gboxes, ids, lid
+
+
+def build(name: str, wf: dict, info: dict) -> dict:
+    spec = wf["graph"]
+    nodes, links, groups, _ids, lid = graph_parts(spec, wf["layout"], info, x0=NOTE_W + GAP_GROUP)
+    _x, top, _w, height = groups[1]["bounding"]  # the note: left of the lower row, under the loaders
+    nodes.append({"id": len(nodes) + 1, "type": "MarkdownNote", "pos": [0, top + TITLE], "size": [NOTE_W, height - TITLE],
+                  "flags": {}, "order": len(nodes), "mode": 0, "inputs": [], "outputs": [], "properties": {},
+                  "widgets_values": [wf["note"]], "title": "Read me", "color": "#432", "bgcolor": "#653"})
     return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, "nexus-gen/" + name)), "revision": 0,
-            "last_node_id": len(nodes), "last_link_id": link_id, "nodes": nodes, "links": links, "groups": [],
-            "config": {}, "extra": {"ds": {"scale": 0.7, "offset": [0, 0]}, "nexus_gen": {"description": description}},
-            "version": 0.4}
+            "last_node_id": len(nodes), "last_link_id": lid - 1, "nodes": nodes, "links": links, "groups": groups,
+            "config": {}, "extra": {"nexus_gen": {"description": wf["note"].split("\n\n")[1]}}, "version": 0.4}
+
+
+def build_blueprint(name: str, bp: dict, info: dict) -> dict:
+    """A subgraph blueprint as the frontend publishes one: a root graph of one subgraph node whose widgets are the
+    subgraph's inputs, each linked to an inner node's widget. No properties.proxyWidgets: 1.35 would show those
+    beside the inputs' own widgets, 1.58 migrates them to such inputs anyway."""
+    spec = bp["graph"]
+    sg_id = str(uuid.uuid5(uuid.NAMESPACE_URL, "nexus-gen/blueprint/" + name))
+    sg_inputs, external = [], {}
+    lid = 1
+    wired = list(bp["widgets"])
+    if bp["image_input"]:
+        wired = [(bp["image_input"][0], bp["image_input"][1], "image", None)] + wired
+    for key, widget, iname, _label in wired:
+        external[(key, widget)] = lid
+        lid += 1
+    # an image fed from outside replaces the inner input's link; the sampler's seed changes on every run
+    spec = [(k, c, {**w, "control_after_generate": "randomize"} if k == "sampler" else w,
+             {n: s for n, s in inp.items() if (k, n) not in external}) for k, c, w, inp in spec]
+    nodes, links, groups, ids, lid = graph_parts(spec, bp["layout"], info, x0=0, all_widget_inputs=True,
+                                                 external=external, first_link=lid)
+    by_id = {n["id"]: n for n in nodes}
+    classes = {k: c for k, c, *_ in spec}
+    sg_links = [{"id": l[0], "origin_id": l[1], "origin_slot": l[2], "target_id": l[3], "target_slot": l[4],
+                 "type": l[5]} for l in links]
+    outer_inputs = []
+    x_in = -260
+    for slot, (key, widget, iname, label) in enumerate(wired):
+        target = by_id[ids[key]]
+        tslot = next(i for i, e in enumerate(target["inputs"]) if e["name"] == widget)
+        typ = target["inputs"][tslot]["type"]
+        link = external[(key, widget)]
+        sg_links.append({"id": link, "origin_id": -10, "origin_slot": slot, "target_id": ids[key],
+                         "target_slot": tslot, "type": typ})
+        entry = {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"nexus-gen/{name}/in/{iname}")), "name": iname,
+                 "type": typ, "linkIds": [link], "pos": [x_in + 100, 20 + 20 * slot]}
+        outer = {"name": iname, "type": typ, "link": None}
+        if label:
+            entry["label"] = outer["label"] = label
+        if typ != "IMAGE":
+            outer["widget"] = {"name": iname}
+        sg_inputs.append(entry)
+        outer_inputs.append(outer)
+    sg_outputs, outer_outputs = [], []
+    right = max(n["pos"][0] + n["size"][0] for n in nodes) + 80
+    for slot, (key, oslot, oname) in enumerate(bp["outputs"]):
+        typ = info[classes[key]]["output"][oslot]
+        sg_links.append({"id": lid, "origin_id": ids[key], "origin_slot": oslot, "target_id": -20,
+                         "target_slot": slot, "type": typ})
+        by_id[ids[key]]["outputs"][oslot]["links"].append(lid)
+        sg_outputs.append({"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"nexus-gen/{name}/out/{oname}")),
+                           "name": oname, "type": typ, "linkIds": [lid], "pos": [right + 20, 40 + 20 * slot]})
+        outer_outputs.append({"name": oname, "type": typ, "links": []})
+        lid += 1
+    n_in = len(sg_inputs)
+    subgraph = {
+        "id": sg_id, "version": 1,
+        "state": {"lastGroupId": len(groups), "lastNodeId": len(nodes), "lastLinkId": lid - 1, "lastRerouteId": 0},
+        "revision": 0, "config": {}, "name": name,
+        "inputNode": {"id": -10, "bounding": [x_in, 0, 120, 40 + 20 * n_in]},
+        "outputNode": {"id": -20, "bounding": [right, 20, 120, 60]},
+        "inputs": sg_inputs, "outputs": sg_outputs, "widgets": [], "nodes": nodes, "groups": groups,
+        "links": sorted(sg_links, key=lambda l: l["id"]), "extra": {}, "category": "Nexus-Gen",
+        "description": bp["description"]}
+    outer = {"id": len(nodes) + 1, "type": sg_id, "pos": [0, 0], "size": [420, 160 + 24 * len(outer_inputs)], "flags": {},
+             "order": 0, "mode": 0, "inputs": outer_inputs, "outputs": outer_outputs, "title": name,
+             "properties": {"cnr_id": PACK_ID, "ver": PACK_VER}, "widgets_values": []}
+    return {"revision": 0, "last_node_id": len(nodes) + 1, "last_link_id": 0, "nodes": [outer], "links": [],
+            "version": 0.4, "definitions": {"subgraphs": [subgraph]},
+            "extra": {"BlueprintDescription": bp["description"], "BlueprintSearchAliases": bp["aliases"]}}
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--server", default="http://127.0.0.1:8188")
     a = p.parse_args(argv)
     with urllib.request.urlopen(a.server + "/object_info", timeout=60) as r:
         info = json.loads(r.read())
+    missing = sorted({c for wf in WORKFLOWS.values() for _k, c, *_ in wf["graph"]} - set(info))
+    if missing:
+        p.error(f"the server lacks {missing}: load this pack and ComfyUI-GGUF")
     OUT.mkdir(exist_ok=True)
-    for name, (description, spec) in WORKFLOWS.items():
-        wf = build(name, description, spec, info)
-        (OUT / f"{name}.json").write_text(json.dumps(wf, indent=1, ensure_ascii=False) + "\n")
+    BLUEPRINTS.mkdir(exist_ok=True)
+    for name, wf in WORKFLOWS.items():
+        (OUT / f"{name}.json").write_text(json.dumps(build(name, wf, info), indent=1, ensure_ascii=False) + "\n")
         print("wrote", OUT / f"{name}.json")
+    for name, bp in BLUEPRINTS_SPEC.items():
+        path = BLUEPRINTS / f"{name}.json"
+        path.write_text(json.dumps(build_blueprint(name, bp, info), indent=1, ensure_ascii=False) + "\n")
+        print("wrote", path)
     return 0
 
 

@@ -72,10 +72,28 @@ def test_folders_are_listed(object_info):
     assert "model-00001-of-00002.safetensors" not in str(dec)  # AR shards are not offered as decoders
 
 
+def host_version(client) -> tuple:
+    version = client.get("/system_stats")["system"]["comfyui_version"]
+    return tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+
+
+def skip_unless_gguf_runs(client, object_info, wf: dict):
+    """The GGUF workflow needs city96's ComfyUI-GGUF, and a host that reads a FLUX DiT's widths from its shapes:
+    before 0.33 ComfyUI's FLUX detection hard-codes width 3072, so the TINY GGUF cannot load there."""
+    if not any(n["type"] == "UnetLoaderGGUF" for n in wf["nodes"]):
+        return
+    if "UnetLoaderGGUF" not in object_info:
+        pytest.skip("ComfyUI-GGUF is not loaded (set COMFYUI_GGUF to a checkout of city96/ComfyUI-GGUF)")
+    if host_version(client) < (0, 33):
+        pytest.skip("this ComfyUI's FLUX detection hard-codes width 3072: the tiny GGUF DiT loads on 0.33+ only "
+                    "(the real-width GGUF is covered separately)")
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
 def test_workflow_runs(comfy_server, object_info, path):
     client, _, _ = comfy_server
     wf = json.loads(path.read_text())
+    skip_unless_gguf_runs(client, object_info, wf)
     prompt = shrink(ui_to_api(wf, object_info))
     entry = client.run(prompt, wf)
     assert entry["status"]["status_str"] == "success", json.dumps(error_of(entry))[:3000]

@@ -5,6 +5,7 @@ after an INT with control_after_generate (the 'fixed/randomize' choice) and afte
 from __future__ import annotations
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+FRONTEND_ONLY = {"Note", "MarkdownNote"}  # virtual nodes: the frontend leaves them out of the prompt
 
 
 def is_widget(spec) -> bool:
@@ -30,7 +31,7 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
     links = {link[0]: link for link in workflow["links"]}
     prompt = {}
     for node in workflow["nodes"]:
-        if node.get("mode", 0) in (2, 4):  # muted or bypassed
+        if node.get("mode", 0) in (2, 4) or node["type"] in FRONTEND_ONLY:  # muted, bypassed, or a note
             continue
         info = object_info[node["type"]]
         linked = {i["name"]: i.get("link") for i in node.get("inputs", []) if i.get("link") is not None}

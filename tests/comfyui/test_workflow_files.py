@@ -1,0 +1,126 @@
+"""The example workflows and subgraph blueprints as files (no ComfyUI needed): each workflow has its Markdown note
+(what, which file where with links, which VRAM preset), groups holding every node, no overlapping nodes, no saved
+view (so the frontend fits the graph to the screen), the frontend's model metadata on single-file loaders, a
+thumbnail of modest size; each blueprint is one subgraph node whose inputs reach inner widgets."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+BLUEPRINTS = sorted((REPO / "subgraphs").glob("*.json"))
+NEXUS = "https://huggingface.co/modelscope/Nexus-GenV2"
+TE = "https://huggingface.co/comfyanonymous/flux_text_encoders"
+FLUX = "https://huggingface.co/black-forest-labs/FLUX.1-dev"
+TITLE = 30
+NOTES = {"MarkdownNote", "Note"}
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def rect(node) -> tuple:
+    return node["pos"][0], node["pos"][1] - TITLE, node["size"][0], node["size"][1] + TITLE
+
+
+def test_all_workflows_present():
+    assert {p.stem for p in WORKFLOWS} >= {"nexus_gen_text_to_image", "nexus_gen_text_to_image_gguf", "nexus_gen_edit",
+                                           "nexus_gen_edit_generation_decoder", "nexus_gen_understanding",
+                                           "nexus_gen_variation", "nexus_gen_mix_prompt_image_upscale"}
+    assert {p.stem for p in BLUEPRINTS} >= {"Nexus-Gen Text to Image", "Nexus-Gen Edit"}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_note_says_what_where_and_which_preset(path):
+    wf = load(path)
+    notes = [n for n in wf["nodes"] if n["type"] in NOTES]
+    assert len(notes) == 1
+    text = notes[0]["widgets_values"][0]
+    types = {n["type"] for n in wf["nodes"]}
+    assert text.startswith("## ") and NEXUS in text and "models/nexus_gen/" in text
+    if "NexusGenTextEncoderLoader" in types:
+        assert TE in text and "models/text_encoders/" in text
+    if "VAELoader" in types:
+        assert FLUX in text and "models/vae/" in text
+    assert "VRAM preset" in text and "VRAM presets" in text and "fp8_e4m3fn" in text
+    if "NexusGenDecoderLoader" in types or "UnetLoaderGGUF" in types:
+        for vram in ("8 GB", "12 GB", "16 GB", "24 GB", "48 GB"):
+            assert vram in text
+    if "UnetLoaderGGUF" in types:
+        assert "ComfyUI-GGUF" in text
+        assert ("nexus-gen convert generation_decoder.bin --layout gguf --dtype Q8_0 "
+                "--out models/diffusion_models/nexus_gen_generation_decoder-Q8_0.gguf") in text
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_groups_hold_every_node_and_nothing_overlaps(path):
+    wf = load(path)
+    titles = [g["title"] for g in wf["groups"]]
+    assert titles[0].startswith("Load")
+    if "understanding" not in path.stem:
+        assert [t.split(":")[0].split(",")[0] for t in titles] == ["Load models", "Prompt", "Sample", "Decode"]
+    nodes = [n for n in wf["nodes"]]
+    for n in nodes:
+        if n["type"] in NOTES:
+            continue
+        x, y, w, h = rect(n)
+        assert any(gx <= x and gy <= y and x + w <= gx + gw and y + h <= gy + gh
+                   for gx, gy, gw, gh in (g["bounding"] for g in wf["groups"])), n["type"]
+    for i, a in enumerate(nodes):
+        for b in nodes[i + 1:]:
+            ax, ay, aw, ah = rect(a)
+            bx, by, bw, bh = rect(b)
+            assert not (ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah), (a["type"], b["type"])
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_opens_fitted_and_has_a_small_thumbnail(path):
+    wf = load(path)
+    assert "ds" not in wf.get("extra", {})  # no saved view: every frontend then fits the graph to the screen
+    thumb = path.with_suffix(".jpg")
+    assert thumb.is_file() and thumb.stat().st_size < 200_000
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_single_file_models_carry_download_metadata(path):
+    for node in load(path)["nodes"]:
+        files = [v for v in node.get("widgets_values") or [] if isinstance(v, str)
+                 and re.search(r"\.(safetensors|sft)$", v)]
+        if node["type"] not in ("NexusGenTextEncoderLoader", "VAELoader") or not files:
+            continue
+        models = {m["name"]: m for m in node["properties"]["models"]}
+        for f in files:
+            m = models[f]
+            assert m["url"].startswith("https://huggingface.co/") and m["url"].endswith("/" + f)
+            assert m["directory"] == ("vae" if node["type"] == "VAELoader" else "text_encoders")
+
+
+def test_gguf_loader_names_its_pack():
+    wf = load(REPO / "workflows" / "nexus_gen_text_to_image_gguf.json")
+    gguf = next(n for n in wf["nodes"] if n["type"] == "UnetLoaderGGUF")
+    assert gguf["properties"]["cnr_id"] == "comfyui-gguf" and gguf["properties"]["aux_id"] == "city96/ComfyUI-GGUF"
+    proj = next(n for n in wf["nodes"] if n["type"] == "NexusGenProjectorLoader")
+    assert proj["widgets_values"] == gguf["widgets_values"]  # the projector comes from the same GGUF file
+
+
+@pytest.mark.parametrize("path", BLUEPRINTS, ids=[p.stem for p in BLUEPRINTS])
+def test_blueprint_is_one_subgraph_node(path):
+    bp = load(path)
+    (sub,) = bp["definitions"]["subgraphs"]
+    (root,) = bp["nodes"]
+    assert root["type"] == sub["id"] and sub["name"] == path.stem and sub["category"] == "Nexus-Gen"
+    assert bp["extra"]["BlueprintDescription"] == sub["description"]
+    links = {link["id"]: link for link in sub["links"]}
+    inner = {n["id"]: n for n in sub["nodes"]}
+    assert [i["name"] for i in root["inputs"]] == [i["name"] for i in sub["inputs"]]
+    for slot, inp in enumerate(sub["inputs"]):
+        (lid,) = inp["linkIds"]
+        link = links[lid]
+        assert link["origin_id"] == -10 and link["origin_slot"] == slot
+        target = inner[link["target_id"]]["inputs"][link["target_slot"]]
+        assert target["link"] == lid and target["type"] == inp["type"]
+    (out,) = sub["outputs"]
+    assert out["type"] == "IMAGE" and links[out["linkIds"][0]]["target_id"] == -20
