@@ -10,7 +10,7 @@ from ..nexus_core.ar import editing_request, encode_image, generation_request, p
 from ..nexus_core.blend import blend
 from ..nexus_core.comfy_conditioning import split_prompts
 from ..nexus_core.image_tensors import one_image, tensor_to_pils
-from .progress import send_text, token_callbacks
+from .progress import finish, send_text, token_callbacks
 from .schema import schema
 from .types import CATEGORY, Embeds, NexusAR, NexusEmbeds
 
@@ -71,7 +71,9 @@ class NexusGenPromptEmbeds(io.ComfyNode):
     def execute(cls, nexus_ar, prompt, language, one_per_line, mode, seed, max_new_tokens) -> io.NodeOutput:
         ar = nexus_ar.ready()
         reqs = [generation_request(p, language) for p in split_prompts(prompt, one_per_line)]
-        res = predict(ar, reqs, mode, **_decode_kwargs(mode, max_new_tokens, seed, cls.hidden.unique_id))
+        kw = _decode_kwargs(mode, max_new_tokens, seed, cls.hidden.unique_id)
+        res = predict(ar, reqs, mode, **kw)
+        finish(kw)
         reply = "\n".join(res.texts)
         send_text(reply, cls.hidden.unique_id)  # the model's reply shows on the node itself
         return io.NodeOutput(Embeds(_out(res.embeddings), None, res.texts, "prompt"), reply)
@@ -110,7 +112,8 @@ class NexusGenEditEmbeds(io.ComfyNode):
         ar = nexus_ar.ready()
         pil = one_image(image, "image")
         res = predict(ar, [editing_request(ar, pil, instruction)], mode,
-                      **_decode_kwargs(mode, max_new_tokens, seed, cls.hidden.unique_id))
+                      **(kw := _decode_kwargs(mode, max_new_tokens, seed, cls.hidden.unique_id)))
+        finish(kw)
         ref = reference_embeddings(ar, pil).unsqueeze(0)
         send_text(res.texts[0], cls.hidden.unique_id)
         return io.NodeOutput(Embeds(_out(res.embeddings), _out(ref), res.texts, "edit"), res.texts[0])

@@ -19,7 +19,18 @@ def token_callbacks(total: int, node_id=None, stream=None):
             last[0] = time.monotonic()
             stream(ids)
 
+    def finish():  # a loop that stops early (the reply ended) still shows a full bar; newer hosts throttle updates
+        bar.update_absolute(total, total)
+
+    on_token.finish = finish
     return on_token, _raise_if_interrupted
+
+
+def finish(decode_kwargs: dict) -> None:
+    """Fill the progress bar of a finished token loop (no-op for fast mode, which has none)."""
+    on_token = decode_kwargs.get("on_token")
+    if on_token is not None:
+        on_token.finish()
 
 
 def _raise_if_interrupted() -> bool:

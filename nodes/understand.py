@@ -40,5 +40,6 @@ class NexusGenUnderstand(io.ComfyNode):
         pil = None if image is None else one_image(image, "image")
         text = understand(ar, question, pil, max_new_tokens=max_new_tokens, seed=seed, on_token=on_token,
                           should_stop=stop)
+        on_token.finish()
         send_text(text, node)
         return io.NodeOutput(text)

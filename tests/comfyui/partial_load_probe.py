@@ -17,6 +17,7 @@ from nexus_pack.nexus_core.ar import encode_image, generation_request, load_ar, 
 from nexus_pack.nodes import memory  # noqa: E402
 from PIL import Image  # noqa: E402
 
+torch.set_num_threads(1)  # one thread: reductions in a fixed order, so equal inputs give equal outputs
 img = Image.new("RGB", (96, 64), (200, 40, 30))
 req = [generation_request("a red fox in the snow")]
 
