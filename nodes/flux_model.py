@@ -126,8 +126,23 @@ def apply_nexus(patcher):
     return m
 
 
+_WARNED_SIZES: set = set()
+
+
+def _say_odd_size(x):
+    """FLUX works on 2x2 latent patches: sides that are not multiples of 16 px are padded inside the model (the
+    reference rounds them up instead). Said once per size, so the change is never silent."""
+    h, w = x.shape[-2:]
+    if (h % 2 or w % 2) and (h, w) not in _WARNED_SIZES:
+        _WARNED_SIZES.add((h, w))
+        log.warning("Nexus-Gen: the latent is %dx%d px, not a multiple of 16; FLUX pads it to %dx%d px inside the "
+                    "model (the reference would round the size up to that)", w * 8, h * 8, (w + w % 2) * 8,
+                    (h + h % 2) * 8)
+
+
 def edit_ids_wrapper(executor, x, timestep, context, y=None, guidance=None, ref_latents=None, control=None,
                      transformer_options={}, **kwargs):
+    _say_odd_size(x)
     grids = kwargs.pop(GRIDS_KEY, None)
     if grids is not None:
         ids = ids_for_latent(grids, x.shape[-2], x.shape[-1], x.device).to(x.dtype).float()  # cast like the latents
