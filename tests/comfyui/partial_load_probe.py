@@ -59,7 +59,24 @@ def rebound_patcher_class():
             comfy.model_patcher.CoreModelPatcher = before
 
 
-result = {"core_patcher": getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher).__name__,
+def flow_shift():
+    """The MODEL the decoder loader makes samples with the reference's shift: max |sigma(t) - 3t/(1+2t)|, and the
+    editing wrapper is attached."""
+    from pathlib import Path
+
+    from nexus_pack.nexus_core.decoder import read_decoder
+    from nexus_pack.nexus_core.decoder.dit import comfyui_state
+    from nexus_pack.nodes.flux_model import WRAPPER_KEY, apply_nexus, load_dit
+
+    model = apply_nexus(load_dit(comfyui_state(read_decoder(Path(ar_folder) / "generation_decoder.bin"))))
+    t = torch.linspace(0.01, 1.0, 100)
+    sampling = model.get_model_object("model_sampling")
+    wrappers = str(model.wrappers)
+    return {"max_shift_diff": float((sampling.sigma(t) - 3 * t / (1 + 2 * t)).abs().max()),
+            "wrapper": WRAPPER_KEY in wrappers}
+
+
+result = {"flow_shift": flow_shift(), "core_patcher": getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher).__name__,
           "rebound": rebound_patcher_class(), "default": streamed(None), "fp8": streamed("fp8_e4m3fn")}
 with open(out_path, "w") as f:
     json.dump(result, f, indent=1)

@@ -30,6 +30,7 @@ def test_partial_load_equals_full_load(comfy_root, tiny_root, tmp_path):
         assert {"Embedding", "Conv3d"} <= set(got["cast_classes"]), got
         assert any(c.startswith("Cast") and c.endswith("RMSNorm") for c in got["cast_classes"]), got
     assert "ScaledFp8CastLinear" in res["fp8"]["cast_classes"]
+    assert res["flow_shift"]["max_shift_diff"] < 1e-6 and res["flow_shift"]["wrapper"], res["flow_shift"]
     assert res["rebound"] == "HostPatcher"  # the host's current patcher class, looked up when the model is made
     assert res["default"]["patcher"] == res["core_patcher"]
     assert res["fp8"]["model_size"] < 0.6 * res["default"]["model_size"]
