@@ -97,3 +97,15 @@ def test_editing_text_ids_at_512():
 
 def test_guidance_is_rounded_like_the_reference_in_bf16():
     assert (torch.tensor([3.5], dtype=torch.bfloat16) * 1000).item() == 3504
+
+
+def test_merger_takes_unbatched_embeddings_directly(decoders, golden):
+    """The merger's own project() accepts (N, D) target and reference sets (how a host may call it) and gives the
+    golden merger output, as the batched (1, N, D) call does."""
+    g = golden("decode_edit_en_editdec")
+    merger = decoders["edit"].projector
+    target, ref = g["input_image_embeddings"].float(), g["ref_embeddings"].float()
+    target, ref = (t[0] if t.dim() == 3 else t for t in (target, ref))
+    with torch.inference_mode():
+        out = merger.project(target, ref, (1, 18, 18), (1, 36, 36))
+    close(out, g["merger_output"])

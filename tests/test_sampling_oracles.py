@@ -157,3 +157,16 @@ def test_greedy_decode_with_an_input_image_equals_transformers_generate(tiny_ar,
     theirs = _generate(tiny_ar, ids, 16, 1.05, pixel_values=req.pixels, image_grid_thw=torch.tensor(req.grids),
                        mm_token_type_ids=mm)
     assert ours == theirs
+
+
+def test_sampling_defaults_are_transformers_generation_defaults():
+    """What a generation_config leaves unset falls back to transformers' own GenerationConfig defaults."""
+    from transformers import GenerationConfig
+    names = ("do_sample", "temperature", "top_k", "top_p", "repetition_penalty")
+    if hasattr(GenerationConfig, "_get_default_generation_params"):  # 5.x: unset fields are None until generate()
+        ref = GenerationConfig._get_default_generation_params()
+    else:  # 4.x: the defaults are the instance's attributes
+        ref = vars(GenerationConfig())
+    ours = SamplingConfig()
+    assert tuple(getattr(ours, k) for k in names) == tuple(ref[k] for k in names)
+    assert SamplingConfig.from_generation_config({}) == ours
