@@ -27,5 +27,5 @@ class Projector:
     kind: str  # generation | editing
     module: torch.nn.Module
     patcher: object
-    path: str = ""
-    context_width: int = 0  # the DiT context width it produces
+    path: str
+    context_width: int  # the DiT context width it produces

@@ -285,6 +285,7 @@ def test_plain_qwen_folder_is_a_node_error(comfy_server, object_info):
     ("NexusGenPromptEmbeds", {"prompt": "   "}, r"prompt: it is empty"),
     ("NexusGenARLoader", {"model": "no-such-model"}, r"model: Nexus-Gen model folder 'no-such-model' not found"),
     ("NexusGenTextEncoderLoader", {"clip_l": "missing_clip.safetensors"}, r"clip_l: missing_clip.safetensors is not"),
+    ("NexusGenTextEncoderLoader", {"t5xxl": "missing_t5.safetensors"}, r"t5xxl: missing_t5.safetensors is not"),
     ("NexusGenScheduler", {"steps": 0}, r"steps|smaller than min"),
     ("NexusGenConditioning", {"guidance": -1.0}, r"guidance|smaller than min"),
 ])
