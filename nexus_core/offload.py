@@ -13,8 +13,7 @@ import contextlib
 import torch
 
 from .errors import NexusError
-
-from .offload_modes import OFFLOAD_MODES  # noqa: E402
+from .offload_modes import OFFLOAD_MODES
 
 
 def check_mode(mode) -> str:
@@ -33,8 +32,7 @@ def stream_layers(module: torch.nn.Module, device) -> torch.nn.Module:
     module.to("cpu")
     pin = device.type == "cuda"
     for m in module.modules():
-        own = {**dict(m.named_parameters(recurse=False)), **dict(m.named_buffers(recurse=False))}
-        own = {k: v for k, v in own.items() if v is not None}
+        own = {k: v for k, v in _tensors(m).items() if v is not None}
         if not own:
             continue
         home = {k: (v.data.pin_memory() if pin else v.data) for k, v in own.items()}

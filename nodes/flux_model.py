@@ -50,9 +50,9 @@ def model_options(weight_dtype: str) -> dict:
     return opts
 
 
-def shape_config(sd: dict) -> dict:
+def shape_config(sd: dict, detected: dict | None = None) -> dict:
     """The FLUX config the checkpoint's shapes describe (the host's detection, widths corrected from shapes)."""
-    cfg = comfy.model_detection.detect_unet_config(sd, "")
+    cfg = detected if detected is not None else comfy.model_detection.detect_unet_config(sd, "")
     if cfg is None or cfg.get("image_model") != "flux":
         raise NexusError("the decoder's DiT was not recognised as FLUX by ComfyUI")
     cfg = dict(cfg)
@@ -65,7 +65,8 @@ def shape_config(sd: dict) -> dict:
 
 def host_describes(sd: dict) -> bool:
     """Whether the host's own detection gets every width of this checkpoint right."""
-    return comfy.model_detection.detect_unet_config(sd, "") == shape_config(sd)
+    detected = comfy.model_detection.detect_unet_config(sd, "")
+    return detected == shape_config(sd, detected)
 
 
 def load_dit(sd: dict, weight_dtype: str = "default", disable_dynamic: bool = False):

@@ -12,7 +12,8 @@ from comfy_api.latest import io
 
 from ..nexus_core.decoder.checkpoint import DecoderFile, read_decoder, read_projector
 from ..nexus_core.decoder.dit import comfyui_state
-from ..nexus_core.decoder.projectors import build_projector, context_width
+from ..nexus_core.decoder.projectors import build_projector
+from ..nexus_core.devices import DTYPES
 from ..nexus_core.errors import NexusError
 from ..nexus_core.fp8 import can_hold_fp8
 from . import checks, paths
@@ -68,21 +69,13 @@ class NexusGenARLoader(io.ComfyNode):
         folder = paths.resolve_model_folder(folder_paths, model)
         load_device = resolve_device(device)
         saved = inspect_ar_folder(folder).config.get("torch_dtype")
-        dt = compute_dtype(dtype, load_device, _TORCH_DTYPES.get(saved))
+        dt = compute_dtype(dtype, load_device, DTYPES.get(saved))
         if weight_dtype != "default" and not can_hold_fp8(load_device):
             msg = f"Nexus-Gen: {load_device} cannot hold {weight_dtype} weights; loading them in {dt} instead"
             warn(msg, cls.hidden.unique_id)
             weight_dtype = "default"
         ar = load_ar(folder, device="cpu", dtype=dt, weight_dtype=weight_dtype)
         return io.NodeOutput(ARHandle.wrap(ar, model, load_device))
-
-
-def _torch_dtypes():
-    import torch
-    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-
-
-_TORCH_DTYPES = _torch_dtypes()
 
 
 def _ar_config_near(path: str) -> dict | None:
@@ -95,7 +88,7 @@ def _ar_config_near(path: str) -> dict | None:
 
 def _projector(dec: DecoderFile, path: str, name: str) -> Projector:
     module = build_projector(dec, _ar_config_near(path), dtype=compute_dtype("auto", mm.get_torch_device()))
-    return Projector(dec.kind, module, patcher_for(module), name, context_width(dec.kind, module))
+    return Projector(dec.kind, module, patcher_for(module), name)
 
 
 def _reload_dit(source: str, weight_dtype: str, disable_dynamic: bool = False):

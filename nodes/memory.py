@@ -15,6 +15,7 @@ import torch
 import comfy.model_management as mm
 import comfy.model_patcher
 
+from ..nexus_core.devices import DTYPES
 from .cast_ops import cast_on_demand
 
 log = logging.getLogger("nexus_gen")
@@ -90,7 +91,7 @@ def compute_dtype(choice: str, device, checkpoint_dtype: torch.dtype | None = No
     Given the checkpoint's own dtype (the AR), 'auto' keeps a float32 checkpoint in float32 and runs a bfloat16
     one in bfloat16 on the CPU too: 16.6 GB of RAM instead of 33 GB for the real AR."""
     if choice != "auto":
-        return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[choice]
+        return DTYPES[choice]
     if checkpoint_dtype == torch.float32:
         return torch.float32
     if checkpoint_dtype == torch.bfloat16 and torch.device(device).type == "cpu":

@@ -1,10 +1,13 @@
 """Progress bars, streamed text and interrupts for nexus_core loops."""
 from __future__ import annotations
 
+import logging
 import time
 
 import comfy.model_management as mm
 import comfy.utils
+
+log = logging.getLogger("nexus_gen")
 
 
 def token_callbacks(total: int, node_id=None, stream=None):
@@ -51,6 +54,5 @@ def send_text(text: str, node_id) -> None:
 
 def warn(text: str, node_id) -> None:
     """A warning the user sees on the node (and in the log), for choices that run but are probably wrong."""
-    import logging
-    logging.getLogger("nexus_gen").warning(text)
+    log.warning(text)
     send_text(text, node_id)

@@ -27,5 +27,10 @@ class Projector:
     kind: str  # generation | editing
     module: torch.nn.Module
     patcher: object
-    path: str
-    context_width: int  # the DiT context width it produces
+    path: str = ""
+
+    @property
+    def context_width(self) -> int:
+        """The DiT context width this projector produces (read from its output layer)."""
+        from ..nexus_core.decoder.projectors import context_width
+        return context_width(self.kind, self.module)

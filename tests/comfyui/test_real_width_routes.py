@@ -122,13 +122,15 @@ def test_gguf_q8_dit_close_to_bf16(wide, object_info, bf16_latents):
     assert 0 < r < 0.05
 
 
-def test_gguf_model_with_a_foreign_projector_is_a_node_error(wide):
+@pytest.mark.parametrize("decoder", ["generation_decoder.bin", "edit_decoder.bin"])
+def test_gguf_model_with_a_foreign_projector_is_a_node_error(wide, decoder):
+    """Both projector kinds report the context width they make (adapter and merger read it from different layers)."""
     client, base = wide
     if "UnetLoaderGGUF" not in client.get("/object_info"):
         pytest.skip("ComfyUI-GGUF is not loaded (set COMFYUI_GGUF to a city96/ComfyUI-GGUF checkout)")
     g = {"gguf": {"class_type": "UnetLoaderGGUF", "inputs": {"unet_name": WIDE_GGUF}},
          "proj": {"class_type": "NexusGenProjectorLoader",
-                  "inputs": {"decoder": "Nexus-GenV2/generation_decoder.bin"}},  # the tiny decoder: 32-wide context
+                  "inputs": {"decoder": f"Nexus-GenV2/{decoder}"}},  # a tiny decoder: 32-wide context
          "m": {"class_type": "NexusGenModelPatch", "inputs": {"model": ["gguf", 0], "projector": ["proj", 0]}},
          "lat": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 128, "height": 96, "batch_size": 1}},
          "ks": {"class_type": "KSampler", "inputs": {"model": ["m", 0], "seed": 1, "steps": 1, "cfg": 1.0,
@@ -138,7 +140,8 @@ def test_gguf_model_with_a_foreign_projector_is_a_node_error(wide):
          "c": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["enc", 0]}},
          "enc": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["clip", 0], "text": ""}},
          "clip": {"class_type": "CLIPLoader", "inputs": {"clip_name": CLIP_FULL, "type": "stable_diffusion"}},
-         "save": {"class_type": "SaveLatent", "inputs": {"samples": ["ks", 0], "filename_prefix": "wide/bad"}}}
+         "save": {"class_type": "SaveLatent",
+                  "inputs": {"samples": ["ks", 0], "filename_prefix": f"wide/bad_{decoder}"}}}
     entry = client.run(g)
     err = messages(entry).get("execution_error", {})
     assert entry["status"]["status_str"] == "error", entry["status"]
