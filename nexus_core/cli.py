@@ -403,6 +403,9 @@ def _note_interrupts():
 
     def handler(signum, frame):
         seen["sigint"] = True
+        if _importing(frame):  # CPython may swallow it there ("Exception ignored in ... _get_module_lock"); nothing
+            print("\nnexus-gen: cancelled", file=sys.stderr, flush=True)  # of ours is half-written mid-import
+            os._exit(130)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, handler)
@@ -410,6 +413,15 @@ def _note_interrupts():
         yield seen
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _importing(frame) -> bool:
+    """Whether the interrupted code runs inside Python's import machinery."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def main(argv=None) -> int:

@@ -162,12 +162,17 @@ def test_non_utf8_bytes_in_a_real_argv(files):
     assert b"Traceback" not in p.stderr
 
 
-@pytest.mark.parametrize("delay", [0.4, 1.0, 2.0])
+@pytest.mark.parametrize("delay", [0.05, 0.2, 0.4, 1.0, 2.0])
 def test_ctrl_c_during_start_up(files, delay):
-    """Ctrl-C while torch/transformers import (the first seconds) ends with one line and status 130."""
-    p = subprocess.Popen([sys.executable, "-m", "nexus_core.cli", *UND.format(**files).split()],
+    """Ctrl-C while torch/transformers import (the first seconds) ends with one line and status 130. The delay
+    counts from the moment Python runs code (before that, in the interpreter's own start, no program can catch it:
+    on a loaded machine a fixed 0.4 s could land there)."""
+    start = ("import sys; sys.stderr.write('started\\n'); sys.stderr.flush(); import runpy; "
+             "runpy.run_module('nexus_core.cli', run_name='__main__', alter_sys=True)")
+    p = subprocess.Popen([sys.executable, "-c", start, *UND.format(**files).split()],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
                          env={**os.environ, "PYTHONPATH": REPO})
+    assert p.stderr.readline() == b"started\n"
     time.sleep(delay)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
@@ -193,3 +198,16 @@ def test_ctrl_c_that_a_library_turns_into_another_error(files, capsys, monkeypat
     with pytest.raises(ModuleNotFoundError):  # without a Ctrl-C the same error is not hidden
         monkeypatch.setattr(cli, "cmd_understand", lambda a: (_ for _ in ()).throw(ModuleNotFoundError("x")))
         main(UND.format(**files).split())
+
+
+def test_a_ctrl_c_inside_an_import_is_recognised(tmp_path, monkeypatch):
+    """A Ctrl-C that lands in Python's import machinery exits at once (CPython can swallow it there, printing a
+    traceback as "Exception ignored"); elsewhere it stays a KeyboardInterrupt."""
+    import importlib
+    import nexus_core.cli as cli
+
+    (tmp_path / "nexus_probe_module.py").write_text("import sys\nFRAME = sys._getframe()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    probe = importlib.import_module("nexus_probe_module")
+    assert cli._importing(probe.FRAME)
+    assert not cli._importing(sys._getframe())
