@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from nexus_core.ar import DecodeOptions, decode, generation_request, load_ar
-from nexus_core.tiny.ar import TINY_TEXT, TINY_VISION, write_tiny_ar
+from nexus_core.synthetic.ar import TINY_TEXT, TINY_VISION, write_tiny_ar
 
 SIZES = {
     "tiny (hidden 64, 2 layers)": (TINY_TEXT, TINY_VISION),

@@ -46,7 +46,7 @@ print(json.dumps({"seconds": dt, "peak_kb": peak, "baseline_kb": base}))
 def make_decoder(path: Path, n_double: int, n_single: int):
     import torch
 
-    from nexus_core.tiny.decoders import tiny_dit_state
+    from nexus_core.synthetic.decoders import tiny_dit_state
 
     g = torch.Generator().manual_seed(0)
     state = tiny_dit_state(g, hidden=3072, n_double=n_double, n_single=n_single, context=4096, pooled=768)

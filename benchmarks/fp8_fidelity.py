@@ -17,8 +17,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from nexus_core.ar import DecodeOptions, SamplingConfig, decode, editing_request, generation_request, load_ar, predict
-from nexus_core.fp8 import FP8_DTYPES, ScaledFp8Linear, store_linears_fp8
-from nexus_core.tiny.ar import TINY_TEXT, TINY_VISION, write_tiny_ar
+from nexus_core.memory.fp8 import FP8_DTYPES, ScaledFp8Linear, store_linears_fp8
+from nexus_core.synthetic.ar import TINY_TEXT, TINY_VISION, write_tiny_ar
 
 SIZES = {
     "tiny (hidden 64)": (TINY_TEXT, TINY_VISION),

@@ -15,7 +15,7 @@ from PIL import Image
 from nexus_core.ar import editing_request, generation_request, load_ar, predict, reference_embeddings
 from nexus_core.decoder import load_decoder
 from nexus_core.pipeline import DecodeSettings, Timings, decode_embeddings, load_flux
-from nexus_core.tiny import make_tiny
+from nexus_core.synthetic import make_tiny
 
 
 def main(argv=None):

@@ -14,18 +14,18 @@ from typing import Callable
 
 import torch
 
-from .atomic import atomic_write
 from .decoder import GENERATION, LoadedDecoder, initial_noise, load_decoder, sample, sigmas
 from .decoder.ids import zero_text_ids
 from .decoder.sampler import Conditioning
-from .defaults import DEFAULTS
 from .errors import NexusError
-from .offload import check_mode, on_device
+from .files.atomic import atomic_write
 from .flux.files import resolve_flux
 from .flux.text_encoders import TextEncoders
 from .flux.vae import decode_latents, load_vae, to_uint8
-from .validate import (MAX_SIDE, check_cfg, check_guidance, check_image_suffix, check_seed, check_size, check_steps,
-                       check_text)
+from .memory.offload import check_mode, on_device
+from .settings.defaults import DEFAULTS
+from .settings.validate import (MAX_SIDE, check_cfg, check_guidance, check_image_suffix, check_seed, check_size,
+                                check_steps, check_text)
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def decode_embeddings(decoder: LoadedDecoder, text: TextEncoders, vae, embeds: t
                       offload="model", on_step: Callable | None = None, should_stop: Callable | None = None,
                       timings: Timings | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Embeddings (B, 81, D) -> (uint8 images (B, H, W, 3), latents (B, 16, H/8, W/8)). offload: none | model |
-    sequential (see nexus_core.offload)."""
+    sequential (see nexus_core.memory.offload)."""
     offload = check_mode(offload)
     s = settings.rounded()
     timings = timings or Timings()
@@ -151,7 +151,7 @@ def load_flux(flux_dir, dtype=torch.float32, device="cpu", offload="model") -> t
 
 
 def _streamer(device):
-    from .offload import stream_layers
+    from .memory.offload import stream_layers
 
     def prepare(name, module):
         stream_layers(module, device)

@@ -6,7 +6,7 @@ import os
 import zipfile
 
 from ..nexus_core.errors import NexusError
-from ..nexus_core.safetensors_check import read_header
+from ..nexus_core.files.safetensors_check import read_header
 from . import paths
 
 MODEL_PAGE = "https://huggingface.co/modelscope/Nexus-GenV2"

@@ -8,7 +8,7 @@ import comfy.model_management as mm
 from comfy_api.latest import io
 
 from ..nexus_core.decoder import EDITING
-from ..nexus_core.comfy_conditioning import GRIDS_KEY, positive, scheduler_sigmas
+from ..nexus_core.embeddings.conditioning import GRIDS_KEY, positive, scheduler_sigmas
 from ..nexus_core.decoder.schedule import SHIFT
 from .memory import ensure_loaded
 from .progress import warn

@@ -7,9 +7,9 @@ import comfy.model_management as mm
 from comfy_api.latest import io
 
 from ..nexus_core.ar import editing_request, encode_image, generation_request, predict, reference_embeddings
-from ..nexus_core.blend import blend
-from ..nexus_core.comfy_conditioning import split_prompts
-from ..nexus_core.image_tensors import one_image, tensor_to_pils
+from ..nexus_core.embeddings.blend import blend
+from ..nexus_core.embeddings.conditioning import split_prompts
+from ..nexus_core.images.tensors import one_image, tensor_to_pils
 from .progress import finish, send_text, token_callbacks
 from .schema import schema
 from .types import CATEGORY, Embeds, NexusAR, NexusEmbeds

@@ -13,9 +13,9 @@ from comfy_api.latest import io
 from ..nexus_core.decoder.checkpoint import DecoderFile, read_decoder, read_projector
 from ..nexus_core.decoder.dit import comfyui_state
 from ..nexus_core.decoder.projectors import build_projector
-from ..nexus_core.devices import DTYPES
+from ..nexus_core.memory.devices import DTYPES
 from ..nexus_core.errors import NexusError
-from ..nexus_core.fp8 import can_hold_fp8
+from ..nexus_core.memory.fp8 import can_hold_fp8
 from . import checks, paths
 from .ar_handle import ARHandle
 from .decoder_cache import cached_comfyui_file

@@ -4,7 +4,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..nexus_core.ar import understand
-from ..nexus_core.image_tensors import one_image
+from ..nexus_core.images.tensors import one_image
 from .progress import send_text, token_callbacks
 from .schema import schema
 from .types import CATEGORY, NexusAR

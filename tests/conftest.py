@@ -91,7 +91,7 @@ def flux(fixture_dir):
 
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory):
-    from nexus_core.tiny import make_tiny
+    from nexus_core.synthetic import make_tiny
     root = tmp_path_factory.mktemp("tiny")
     make_tiny(root, seed=0)
     return root

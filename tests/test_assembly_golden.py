@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from nexus_core.ar import reference_embeddings
-from nexus_core.cli import build_parser, main
+from nexus_core.cli.commands import build_parser, main
 from nexus_core.pipeline import DEFAULTS, DecodeSettings, decode_embeddings
 
 LATENTS = dict(atol=5e-4, rtol=1e-4)
@@ -91,7 +91,7 @@ def test_cli_defaults_are_the_reference_defaults(fixture_dir, manifest, golden):
 
 def _cli_latents(monkeypatch, fixture_ar, tmp_path, *argv):
     """Run the CLI in-process on the already loaded fixture AR (the same folder, float32 on the CPU)."""
-    import nexus_core.cli as cli
+    import nexus_core.cli.commands as cli
     monkeypatch.setattr(cli, "_load", lambda a: fixture_ar)
     out = tmp_path / "lat.safetensors"
     assert main([*argv, "--device", "cpu", "--dtype", "float32", "--out", str(tmp_path / "o.png"),

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nexus_core.cli import main
+from nexus_core.cli.commands import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -183,7 +183,7 @@ def test_ctrl_c_during_start_up(files, delay):
 
 def test_ctrl_c_that_a_library_turns_into_another_error(files, capsys, monkeypatch):
     """transformers' lazy imports re-raise a KeyboardInterrupt as ModuleNotFoundError: still a cancel."""
-    import nexus_core.cli as cli
+    import nexus_core.cli.commands as cli
 
     def interrupted_inside_a_lazy_import(a):
         try:
@@ -204,7 +204,7 @@ def test_a_ctrl_c_inside_an_import_is_recognised(tmp_path, monkeypatch):
     """A Ctrl-C that lands in Python's import machinery exits at once (CPython can swallow it there, printing a
     traceback as "Exception ignored"); elsewhere it stays a KeyboardInterrupt."""
     import importlib
-    import nexus_core.cli as cli
+    import nexus_core.cli.commands as cli
 
     (tmp_path / "nexus_probe_module.py").write_text("import sys\nFRAME = sys._getframe()\n")
     monkeypatch.syspath_prepend(str(tmp_path))

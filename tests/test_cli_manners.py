@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 from nexus_core import __version__
-from nexus_core.atomic import default_mode
-from nexus_core.cli import build_parser, main
+from nexus_core.cli.commands import build_parser, main
+from nexus_core.files.atomic import default_mode
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,7 +28,8 @@ def _py(*args):
 
 
 def test_help_imports_no_torch():
-    code = ("import sys, argparse\nfrom nexus_core.cli import build_parser\np = build_parser()\np.format_help()\n"
+    code = ("import sys, argparse\nfrom nexus_core.cli.commands import build_parser\np = build_parser()\n"
+            "p.format_help()\n"
             "for a in p._actions:\n    if isinstance(a, argparse._SubParsersAction):\n"
             "        [s.format_help() for s in a.choices.values()]\n"
             "print(sorted(m for m in ('torch', 'transformers', 'diffusers', 'numpy') if m in sys.modules))")
@@ -68,7 +69,7 @@ def test_version():
 
 def test_stream_never_splits_a_character(tiny_ar):
     """Byte-level BPE ends tokens inside multi-byte characters; the stream must wait for the whole one."""
-    from nexus_core.text_stream import TextStream
+    from nexus_core.cli.text_stream import TextStream
 
     tok = tiny_ar.tokenizer
     text = "Ein Fuchs 🦊 im Schnee: 一只狐狸坐在雪地里。Café"

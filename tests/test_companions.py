@@ -30,6 +30,6 @@ def test_broken_torchvision_is_hidden_with_a_message(tmp_path):
 
 def test_working_torchvision_is_left_alone(tmp_path):
     r = run(tmp_path, "__version__ = '0.0.0+fake'\n",  # a stand-in: transformers itself needs a real one
-            "import sys, nexus_core.companions as c\nprint('TV', sys.modules.get('torchvision'), c.hide_broken_companions())\n")
+            "import sys, nexus_core.loading.companions as c\nprint('TV', sys.modules.get('torchvision'), c.hide_broken_companions())\n")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "does not work" not in r.stderr and "TV <module 'torchvision'" in r.stdout and "[]" in r.stdout

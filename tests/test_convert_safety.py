@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from nexus_core.cli import main
+from nexus_core.cli.commands import main
 from nexus_core.decoder import read_decoder
 from nexus_core.decoder.convert import convert_decoder
 from nexus_core.errors import NexusCancelled, NexusError
@@ -114,7 +114,7 @@ def test_writes_keep_links_and_special_files(tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from nexus_core.safetensors_write import write_safetensors
+    from nexus_core.files.safetensors_write import write_safetensors
 
     real = tmp_path / "real.safetensors"
     real.write_text("old")

@@ -10,7 +10,7 @@ from nexus_core.decoder.convert import convert_decoder
 from nexus_core.decoder.dit import build_dit, diffusers_state
 from nexus_core.decoder.keymap import convert_state_dict
 from nexus_core.errors import NexusCancelled, NexusError
-from nexus_core.tiny.decoders import tiny_dit_state
+from nexus_core.synthetic.decoders import tiny_dit_state
 
 
 def test_real_width_maps_agree_through_diffusers_own_converter():

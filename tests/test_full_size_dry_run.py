@@ -263,7 +263,7 @@ def test_truncated_real_shard_is_refused(tmp_path):
 
 
 def _header_shapes(folder: Path) -> dict[str, tuple]:
-    from nexus_core.safetensors_check import tensor_names
+    from nexus_core.files.safetensors_check import tensor_names
 
     out = {}
     for shard in sorted(folder.glob("model-*.safetensors")):
@@ -492,7 +492,7 @@ def test_diffusers_map_agrees_with_diffusers_converter_at_real_size(real_bfl):
 def test_diffusers_flux_strict_load_on_meta(real_decoders):
     from nexus_core.decoder import read_decoder
     from nexus_core.decoder.dit import config_from_state, diffusers_state
-    from nexus_core.meta_init import from_state
+    from nexus_core.loading.meta_init import from_state
 
     from diffusers import FluxTransformer2DModel
 

@@ -6,7 +6,7 @@ import torch
 
 gguf = pytest.importorskip("gguf", reason="the gguf package (optional extra) is not installed")
 
-from nexus_core.cli import main  # noqa: E402
+from nexus_core.cli.commands import main  # noqa: E402
 from nexus_core.decoder.checkpoint import read_decoder, read_projector  # noqa: E402
 from nexus_core.decoder.dit import comfyui_state  # noqa: E402
 
@@ -69,7 +69,7 @@ def test_refusals(converted, tiny_root, tmp_path):
 
 
 def test_f16_storage_and_progress(tiny_root, tmp_path):
-    from nexus_core.decoder.gguf_file import convert_to_gguf
+    from nexus_core.decoder.convert import convert_to_gguf
 
     seen = []
     out = convert_to_gguf(tiny_root / "Nexus-GenV2" / "generation_decoder.bin", tmp_path / "f16.gguf", "F16",

@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 from nexus_core.errors import NexusError
-from nexus_core.image_read import load_image
-from nexus_core.image_tensors import one_image, pil_to_tensor, tensor_to_pil, tensor_to_pils
+from nexus_core.images.read import load_image
+from nexus_core.images.tensors import one_image, pil_to_tensor, tensor_to_pil, tensor_to_pils
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import torch
 
 from nexus_core.ar import generation_request, load_ar, predict
 from nexus_core.errors import NexusError
-from nexus_core.fp8 import ScaledFp8Linear, row_scales, store_linears_fp8
-from nexus_core.offload import check_mode, stream_layers
+from nexus_core.memory.fp8 import ScaledFp8Linear, row_scales, store_linears_fp8
+from nexus_core.memory.offload import check_mode, stream_layers
 
 
 def test_row_scales_are_powers_of_two_that_fit_the_format():
@@ -65,7 +65,7 @@ def test_offload_modes():
 
 
 def test_cli_takes_the_levers(tiny_root, tmp_path):
-    from nexus_core.cli import main
+    from nexus_core.cli.commands import main
 
     out = tmp_path / "fox.png"
     assert main(["generate", "--model", str(tiny_root / "Nexus-GenV2"), "--flux", str(tiny_root / "FLUX.1-dev"),
@@ -82,7 +82,7 @@ def test_cli_takes_the_levers(tiny_root, tmp_path):
 def test_streaming_moves_every_layer_in_for_its_forward_and_back_after(monkeypatch):
     """Every copy to the device is recorded (on the CPU a copy is otherwise invisible): each layer's own weights
     and buffers are copied in right before its forward and the CPU ones are back in place after it."""
-    from nexus_core import offload
+    from nexus_core.memory import offload
     from nexus_core.decoder.projectors import RMSNorm
 
     copies = []
@@ -106,7 +106,7 @@ def test_streaming_moves_every_layer_in_for_its_forward_and_back_after(monkeypat
 
 
 def test_fp8_storage_helpers():
-    from nexus_core.fp8 import can_hold_fp8, fp8_dtype
+    from nexus_core.memory.fp8 import can_hold_fp8, fp8_dtype
 
     assert fp8_dtype("default") is None and fp8_dtype(torch.float8_e5m2) is torch.float8_e5m2
     with pytest.raises(NexusError, match="is not an fp8 storage dtype"):
@@ -120,7 +120,7 @@ def test_fp8_storage_helpers():
 
 def test_on_device_modes_place_weights_as_named():
     """'none' moves the module and leaves it; 'sequential' leaves the weights in CPU memory and streams them."""
-    from nexus_core.offload import on_device
+    from nexus_core.memory.offload import on_device
 
     a, b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
     with on_device([a], "meta", "none"):

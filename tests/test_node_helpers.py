@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from nexus_core.blend import blend
+from nexus_core.embeddings.blend import blend
 from nexus_core.errors import NexusError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nexus_core.comfy_conditioning import (COMFY_FLUX_MU, GRIDS_KEY, grids_tensor, ids_for_latent, place_ids,
+from nexus_core.embeddings.conditioning import (COMFY_FLUX_MU, GRIDS_KEY, grids_tensor, ids_for_latent, place_ids,
                                            positive, scheduler_sigmas, split_prompts)
 from nexus_core.decoder.schedule import sigmas
 

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from nexus_core.ar.images import bound_image, prepare_understanding_image, smart_resize
-from nexus_core.blend import blend
+from nexus_core.embeddings.blend import blend
 
 # --- slerp --------------------------------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nexus_core.cli import main
+from nexus_core.cli.commands import main
 from nexus_core.decoder import load_decoder
 from nexus_core.errors import NexusError
 from nexus_core.pipeline import DecodeSettings, decode_embeddings, load_flux
@@ -123,7 +123,7 @@ def test_single_file_text_encoders_match_folders(tmp_path):
     """ComfyUI-style single files (text_encoders/clip_l.safetensors, t5xxl_fp16.safetensors) give the same
     encodings as the diffusers folders they were made from."""
     from nexus_core.flux.text_encoders import TextEncoders
-    from nexus_core.tiny import make_tiny
+    from nexus_core.synthetic import make_tiny
 
     folders, files = tmp_path / "f", tmp_path / "c"
     make_tiny(folders, seed=3)

@@ -1,4 +1,4 @@
-"""nexus_core.validate: every setting is range-checked with a message naming it, before any model work."""
+"""nexus_core.settings.validate: every setting is range-checked with a message naming it, before any model work."""
 import math
 import os
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from nexus_core import validate as v
+from nexus_core.settings import validate as v
 from nexus_core.errors import NexusError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -110,17 +110,20 @@ def test_library_entry_points_refuse_non_utf8_text():
 @pytest.mark.parametrize("dev,msg", [("mps", "'mps' is not available"), ("xpu", "'xpu' is not available"),
                                      ("banana", "Unknown device 'banana'"), ("meta", "'meta' is not supported")])
 def test_device_named_in_message(dev, msg):
+    from nexus_core.memory.devices import pick_device
     with pytest.raises(NexusError, match=msg) as e:
-        v.check_device(dev)
+        pick_device(dev)
     assert "usable here: cpu" in str(e.value)
 
 
 def test_missing_cuda_index_named():
     import torch
+
+    from nexus_core.memory.devices import pick_device
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     with pytest.raises(NexusError, match=f"'cuda:{n + 2}'"):
-        v.check_device(f"cuda:{n + 2}")
-    assert str(v.check_device("cpu")) == "cpu"
+        pick_device(f"cuda:{n + 2}")
+    assert str(pick_device("cpu")) == "cpu"
 
 
 def test_output_checks(tmp_path):
@@ -152,7 +155,7 @@ def test_output_in_unwritable_folder(tmp_path):
 
 
 def test_validate_imports_no_torch():
-    code = "import sys, nexus_core.validate, nexus_core.defaults; print('torch' in sys.modules)"
+    code = "import sys, nexus_core.settings.validate, nexus_core.settings.defaults; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                          env={**os.environ, "PYTHONPATH": REPO})
     assert out.stdout.strip() == "False", out.stderr

@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SCOPE = ("nexus_core/ar", "nexus_core/decoder", "nodes", "nexus_core/comfy_conditioning.py", "nexus_core/fp8.py",
-         "nexus_core/offload.py")
+SCOPE = ("nexus_core/ar", "nexus_core/decoder", "nodes", "nexus_core/embeddings/conditioning.py",
+         "nexus_core/memory/fp8.py", "nexus_core/memory/offload.py")
 
 # (id, file, original snippet, mutated snippet, what the bug is). Each snippet must occur exactly once.
 CURATED = [
@@ -52,11 +52,11 @@ CURATED = [
      "positive pooled from CLIP(negative) instead of CLIP(\"\")"),
     ("A2", "nexus_core/pipeline.py", "neg = negative_conditioning(text, s.negative) if",
      "neg = negative_conditioning(text, \"\") if", "the negative prompt is ignored (always \"\")"),
-    ("A3", "nexus_core/defaults.py", "guidance=3.5, seed=52)", "guidance=3.5, seed=42)",
+    ("A3", "nexus_core/settings/defaults.py", "guidance=3.5, seed=52)", "guidance=3.5, seed=42)",
      "generation's default seed 42 instead of 52"),
-    ("A4", "nexus_core/defaults.py", "width=512, height=512, steps=50, cfg=1.0",
+    ("A4", "nexus_core/settings/defaults.py", "width=512, height=512, steps=50, cfg=1.0",
      "width=512, height=512, steps=28, cfg=1.0", "editing's default steps 28 (FLUX's) instead of 50"),
-    ("A5", "nexus_core/cli.py", "a.negative, a.guidance, a.seed, a.max_side)",
+    ("A5", "nexus_core/cli/commands.py", "a.negative, a.guidance, a.seed, a.max_side)",
      "a.negative, a.guidance, 52, a.max_side)",
      "the CLI drops --seed when building the decode settings (editing gets 52)"),
     ("A6", "nexus_core/ar/vit.py", "return encode_image(ar, image, 324, \"squash\")",
@@ -87,12 +87,12 @@ CURATED = [
     ("Q7c", "nexus_core/ar/decoding.py", "opts.positions_after_image == \"reference\" else q + 1 + side",
      "opts.positions_after_image == \"reference\" else q + side", "training layout off by one"),
     # slerp
-    ("B1", "nexus_core/blend.py",
+    ("B1", "nexus_core/embeddings/blend.py",
      "    wa = torch.where(near, torch.full_like(sin, 1 - w), torch.sin((1 - w) * theta) / sin)\n"
      "    wb = torch.where(near, torch.full_like(sin, w), torch.sin(w * theta) / sin)",
      "    wa = torch.full_like(sin, 1 - w)\n    wb = torch.full_like(sin, w)",
      "normalised lerp instead of slerp (same end points and norms)"),
-    ("B2", "nexus_core/blend.py", "theta = torch.acos(cos)", "theta = torch.acos(cos) / 2",
+    ("B2", "nexus_core/embeddings/blend.py", "theta = torch.acos(cos)", "theta = torch.acos(cos) / 2",
      "half the angle (end points still exact)"),
     # the understanding path's resizes
     ("R1", "nexus_core/ar/images.py", "smart_resize(image.height, image.width, max_pixels=VISION_INFO_MAX_PIXELS)",
@@ -129,13 +129,13 @@ TEST_MAP = [
     ("nexus_core/decoder/checkpoint.py", ["tests/test_decoder_files.py", "tests/test_decoder_parity.py"]),
     ("nexus_core/decoder/", ["tests/test_decoder_parity.py", "tests/test_assembly_golden.py",
                              "tests/test_pipeline.py", "tests/test_input_checks.py"]),
-    ("nexus_core/blend.py", ["tests/test_oracles.py", "tests/test_node_helpers.py"]),
+    ("nexus_core/embeddings/blend.py", ["tests/test_oracles.py", "tests/test_node_helpers.py"]),
     ("nexus_core/pipeline.py", ["tests/test_assembly_golden.py", "tests/test_pipeline.py"]),
-    ("nexus_core/defaults.py", ["tests/test_assembly_golden.py", "tests/test_pipeline.py"]),
-    ("nexus_core/cli.py", ["tests/test_assembly_golden.py", "tests/test_cli.py", "tests/test_pipeline.py"]),
-    ("nexus_core/comfy_conditioning.py", ["tests/test_node_layer.py"]),
-    ("nexus_core/fp8.py", ["tests/test_memory_levers.py"]),
-    ("nexus_core/offload.py", ["tests/test_memory_levers.py"]),
+    ("nexus_core/settings/defaults.py", ["tests/test_assembly_golden.py", "tests/test_pipeline.py"]),
+    ("nexus_core/cli/commands.py", ["tests/test_assembly_golden.py", "tests/test_cli.py", "tests/test_pipeline.py"]),
+    ("nexus_core/embeddings/conditioning.py", ["tests/test_node_layer.py"]),
+    ("nexus_core/memory/fp8.py", ["tests/test_memory_levers.py"]),
+    ("nexus_core/memory/offload.py", ["tests/test_memory_levers.py"]),
     ("nodes/text_source.py", ["tests/test_node_layer.py", "tests/comfyui"]),
     ("nodes/", ["tests/test_node_helpers.py", "tests/test_node_layer.py", "tests/comfyui"]),
 ]

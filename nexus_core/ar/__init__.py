@@ -1,5 +1,5 @@
 """The autoregressive half of Nexus-Gen: loading, understanding, ViT encoding and embedding prediction."""
-from .. import companions  # noqa: F401  (before transformers: hides a broken torchvision/torchaudio)
+from ..loading import companions  # noqa: F401  (before transformers: hides a broken torchvision/torchaudio)
 from .decoding import ArOutput, DecodeOptions, all2all_text, decode
 from .embeds import Embeddings, Request, editing_request, generation_request, predict
 from .model import NexusAR, load_ar

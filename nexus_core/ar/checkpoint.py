@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import NexusError
-from ..safetensors_check import tensor_names
+from ..files.safetensors_check import tensor_names
 
 VISION_HEAD = "vision_head.weight"
 PREFILL_TABLE = "image_prefill_embeds.weight"

@@ -15,7 +15,7 @@ import torch
 from transformers import DynamicCache
 
 from ..errors import NexusCancelled, NexusError
-from ..validate import check_int, check_seed
+from ..settings.validate import check_int, check_seed
 from .positions import prompt_positions, span_positions
 from .sampling import SamplingConfig, choose_token
 

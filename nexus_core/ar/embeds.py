@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import NexusError
-from ..validate import check_text
+from ..settings.validate import check_text
 from .decoding import DecodeOptions, all2all_text, decode
 from .images import bound_image, load_image, pixel_values
 from .prompts import ASSISTANT_PREFIXES, detect_language, editing_content, generation_prompt

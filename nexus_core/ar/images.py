@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from ..errors import NexusError
-from ..image_read import load_image  # noqa: F401  (re-exported: the AR reads every image through it)
+from ..images.read import load_image  # noqa: F401  (re-exported: the AR reads every image through it)
 
 FACTOR = 28  # 14 px patches x 2x2 merge: one LLM token per 28x28 pixels
 MIN_PIXELS = 4 * 28 * 28

@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from ..devices import pick_device, pick_dtype
 from ..errors import NexusError
-from ..fp8 import fp8_dtype, store_linears_fp8
-from ..hf_quiet import quiet_transformers
+from ..loading.hf_quiet import quiet_transformers
+from ..memory.devices import pick_device, pick_dtype
+from ..memory.fp8 import fp8_dtype, store_linears_fp8
 from .checkpoint import PREFILL_TABLE, VISION_HEAD, ArCheckpoint, inspect_ar_folder
 from .prompts import ChatFormatter
 from .sampling import SamplingConfig

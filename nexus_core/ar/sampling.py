@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..validate import check_sampling
+from ..settings.validate import check_sampling
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import NexusError
-from ..validate import check_text
+from ..settings.validate import check_text
 from .decoding import DecodeOptions, decode
 from .images import load_image, pixel_values, prepare_understanding_image
 from .prompts import DEFAULT_QUESTION

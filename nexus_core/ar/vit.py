@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ..defaults import VIT_SIZES
 from ..errors import NexusError
+from ..settings.defaults import VIT_SIZES
 from .images import load_image, pixel_values, vit_resize
 
 

@@ -74,7 +74,7 @@ def _load_bin(path: Path) -> dict:
 def _load_safetensors(path: Path) -> tuple[dict, dict]:
     from safetensors import safe_open
 
-    from ..safetensors_check import read_header
+    from ..files.safetensors_check import read_header
 
     read_header(path)  # refuses truncated files
     with safe_open(str(path), framework="pt") as f:  # memory-mapped, zero-copy on CPU

@@ -18,9 +18,9 @@ from typing import Callable
 
 import torch
 
-from ..atomic import atomic_write
 from ..errors import NexusCancelled, NexusError
-from ..validate import check_output, same_file
+from ..files.atomic import atomic_write
+from ..settings.validate import check_output, same_file
 from .checkpoint import FORMAT, PROJECTOR_PREFIX, read_decoder
 from .keymap import LAYOUTS, map_key
 
@@ -126,9 +126,14 @@ def convert_decoder(src, out, layout: str = "comfyui", dtype: str = "bf16",
     return out
 
 
+def convert_to_gguf(src, out, qtype: str = "Q8_0", on_tensor=None, should_stop=None, overwrite=False) -> Path:
+    """A decoder .bin -> one GGUF, written atomically (convert_decoder with layout 'gguf')."""
+    return convert_decoder(src, out, "gguf", qtype, on_tensor, should_stop, overwrite=overwrite)
+
+
 def _convert_gguf(src, out, qtype, on_tensor, should_stop, overwrite) -> Path:
     """One GGUF: the DiT quantized for GGUF loaders (ComfyUI-GGUF) and the projector beside it (gguf_file.py)."""
-    from .gguf_file import GGUF_TYPES, write_gguf
+    from .gguf_file import GGUF_TYPES, write_gguf  # imports the optional gguf package only when asked
 
     if qtype not in GGUF_TYPES:
         raise NexusError(f"Unknown GGUF type {qtype!r}: use one of {', '.join(GGUF_TYPES)}")

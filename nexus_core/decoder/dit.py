@@ -6,7 +6,7 @@ import re
 import torch
 
 from ..errors import NexusError
-from ..meta_init import from_state
+from ..loading.meta_init import from_state
 from .checkpoint import DecoderFile
 from .keymap import bfl_to_diffsynth, convert_state_dict
 

@@ -5,6 +5,8 @@ those and ignore the rest; the projector's tensors keep their `adapter.` / `embe
 so Nexus-Gen's projector loader finds them in the same file. Written with the `gguf` package (optional extra):
 large 2-D weights in the chosen type (Q8_0 by default), biases, norms and small tensors in F32, as GGUF loaders
 expect. Streamed: tensor infos first (sizes are computable from shapes), then one tensor at a time.
+
+This module owns the file format only: convert.py plans the tensors from a decoder .bin and calls write_gguf.
 """
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import NexusError
+from ..errors import NexusCancelled, NexusError
+from ..settings.defaults import GGUF_TYPES  # torch-free, for the CLI's --help
 
 DIT_PREFIX = "model.diffusion_model."
-from ..defaults import GGUF_TYPES  # noqa: E402  (torch-free, for the CLI)
 SMALL = 1024  # tensors with at most this many values stay F32 (GGUF loaders' convention)
 
 
@@ -89,7 +91,6 @@ def write_gguf(plan, out: Path, kind: str, qtype: str, metadata: dict, on_tensor
     try:
         for i, (t, sl, gt) in enumerate(entries):
             if should_stop is not None and should_stop():
-                from ..errors import NexusCancelled
                 raise NexusCancelled("conversion cancelled")
             arr = (sl(t) if sl else t).float().numpy()
             writer.write_tensor_data(_encode(arr, gt, gguf))
@@ -123,8 +124,3 @@ def read_gguf(path: Path, dit: bool = True) -> tuple[dict[str, torch.Tensor], di
             np.array(values, dtype=np.float32)).reshape(shape)
     return state, meta
 
-
-def convert_to_gguf(src, out, qtype: str = "Q8_0", on_tensor=None, should_stop=None, overwrite=False) -> Path:
-    """A decoder .bin -> one GGUF, written atomically (see convert.convert_decoder, layout 'gguf')."""
-    from .convert import convert_decoder
-    return convert_decoder(src, out, "gguf", qtype, on_tensor, should_stop, overwrite=overwrite)

@@ -1,2 +1,2 @@
 """FLUX.1-dev parts Nexus-Gen's decoders use: text encoders (pooled CLIP-L, T5 negative) and the autoencoder."""
-from .. import companions  # noqa: F401  (before transformers: hides a broken torchvision/torchaudio)
+from ..loading import companions  # noqa: F401  (before transformers: hides a broken torchvision/torchaudio)

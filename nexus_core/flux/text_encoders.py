@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from ..errors import NexusError
-from ..hf_quiet import quiet_transformers
-from ..safetensors_check import tensor_names
+from ..files.safetensors_check import tensor_names
+from ..loading.hf_quiet import quiet_transformers
 
 CLIP_MAX_LENGTH = 77
 T5_MAX_LENGTH = 512

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from ..errors import NexusError
-from ..meta_init import from_state
-from ..safetensors_check import tensor_names
+from ..files.safetensors_check import tensor_names
+from ..loading.meta_init import from_state
 
 FLUX_SCALE, FLUX_SHIFT = 0.3611, 0.1159
 

@@ -36,7 +36,7 @@ def comfy_server(comfy_root, tmp_path_factory):
     """Yields (client, base_dir, log_path). Python: $COMFYUI_PYTHON (ComfyUI's own environment) or this one."""
     from client import Client
 
-    from nexus_core.tiny import make_tiny
+    from nexus_core.synthetic import make_tiny
 
     base = tmp_path_factory.mktemp("comfy")
     models, nodes_dir, out, user, inp = (base / n for n in ("models", "custom_nodes", "output", "user", "input"))

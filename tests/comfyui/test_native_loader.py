@@ -18,7 +18,7 @@ def test_converted_decoder_loads_with_comfyui_native_loader(comfy_root, tmp_path
     from nexus_core.decoder.convert import convert_decoder
     from nexus_core.decoder.dit import build_dit
     from nexus_core.decoder.sampler import pack, unpack
-    from nexus_core.tiny.decoders import tiny_dit_state
+    from nexus_core.synthetic.decoders import tiny_dit_state
 
     g = torch.Generator().manual_seed(0)
     state = tiny_dit_state(g, hidden=3072, n_double=1, n_single=1, context=4096, pooled=768)

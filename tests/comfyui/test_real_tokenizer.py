@@ -77,7 +77,7 @@ def template(fixture_dir) -> str:
 @pytest.fixture(scope="module")
 def real_vocab_ar(qwen_tokenizer_dir, fixture_dir, tmp_path_factory):
     from nexus_core.ar import load_ar
-    from nexus_core.tiny.ar import write_tiny_ar
+    from nexus_core.synthetic.ar import write_tiny_ar
 
     folder = write_tiny_ar(tmp_path_factory.mktemp("realvocab") / "Nexus-GenV2", seed=3, vocab_size=REAL_VOCAB,
                            tokenizer_files=qwen_tokenizer_dir)

@@ -25,8 +25,8 @@ def wide(comfy_server):
     from transformers import CLIPTextConfig, CLIPTextModel
     from safetensors.torch import save_file
 
-    from nexus_core.decoder.gguf_file import convert_to_gguf
-    from nexus_core.tiny.decoders import write_generation_decoder
+    from nexus_core.decoder.convert import convert_to_gguf
+    from nexus_core.synthetic.decoders import write_generation_decoder
 
     client, base, _ = comfy_server
     models = base / "models"

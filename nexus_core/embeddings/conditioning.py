@@ -12,10 +12,10 @@ import math
 
 import torch
 
-from .decoder import EDITING
-from .decoder.ids import editing_text_ids
-from .decoder.loaded import project
-from .decoder.schedule import SHIFT, sigmas
+from ..decoder import EDITING
+from ..decoder.ids import editing_text_ids
+from ..decoder.loaded import project
+from ..decoder.schedule import SHIFT, sigmas
 
 COMFY_FLUX_MU = math.log(SHIFT)  # ModelSamplingFlux's "shift" parameter that reproduces the reference's shift 3
 GRIDS_KEY = "nexus_edit_grids"

@@ -1,4 +1,4 @@
-"""Default decoding settings per task, importable without torch (the CLI's --help shows them)."""
+"""Defaults and fixed choices, importable without torch: the CLI's --help shows them before anything heavy loads."""
 from __future__ import annotations
 
 GENERATION, EDITING = "generation", "editing"
@@ -10,3 +10,5 @@ DEFAULTS = {
 VIT_SIZES = {81: 252, 324: 504}
 # GGML types `convert --layout gguf` writes the DiT in (numpy quantizers of the gguf package).
 GGUF_TYPES = ("Q8_0", "Q5_0", "Q4_0", "BF16", "F16")
+# Where weights live while a stage runs (memory/offload.py); here so --help lists them without torch.
+OFFLOAD_MODES = ("none", "model", "sequential")

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import NexusError
-from .image_read import to_rgb
+from ..errors import NexusError
+from .read import to_rgb
 
 log = logging.getLogger(__name__)
 

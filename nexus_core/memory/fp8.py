@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import NexusError
+from ..errors import NexusError
 
 FP8_DTYPES = {"fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
 

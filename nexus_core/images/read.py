@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import NexusError
+from ..errors import NexusError
 
 log = logging.getLogger(__name__)
 _WIDE_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit greyscale ("I": PIL's 32-bit int holding it)

@@ -1,7 +1,7 @@
 """`nexus-gen` command line: thin argument parsing over nexus_core.
 
 Importing this module and building the parser import no torch: `--help` and `--version` answer at once, and
-every setting is checked (cli_checks) before anything heavy is imported or loaded.
+every setting is checked (cli/checks.py) before anything heavy is imported or loaded.
 """
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ import sys
 import threading
 import time
 
-from . import __version__
-from .defaults import DEFAULTS, EDITING, GENERATION, GGUF_TYPES
-from .errors import NexusCancelled, NexusError
-from .offload_modes import OFFLOAD_MODES
-from .validate import MAX_SIDE
+from .. import __version__
+from ..errors import NexusCancelled, NexusError
+from ..settings.defaults import DEFAULTS, EDITING, GENERATION, GGUF_TYPES, OFFLOAD_MODES
+from ..settings.validate import MAX_SIDE
 
 
 class _Help(argparse.HelpFormatter):
@@ -69,12 +68,12 @@ def _sampling(ar, a):
 
 
 def _load(a):
-    from .ar import load_ar
+    from ..ar import load_ar
 
     t = time.perf_counter()
     if a.offload == "sequential":  # weights stay in CPU memory; each layer is copied in when it runs
-        from .devices import pick_device
-        from .offload import stream_layers
+        from ..memory.devices import pick_device
+        from ..memory.offload import stream_layers
 
         device = pick_device(a.device)
         ar = load_ar(a.model, "cpu", a.dtype if a.dtype != "auto" or device.type == "cpu" else "bfloat16",
@@ -90,7 +89,7 @@ def _load(a):
 
 
 def cmd_understand(a):
-    from .ar import understand
+    from ..ar import understand
     from .text_stream import TextStream
 
     ar = _load(a)
@@ -108,8 +107,8 @@ def cmd_understand(a):
 
 
 def cmd_encode(a):
-    from .ar import encode_image
-    from .embeddings_file import save_embeddings
+    from ..ar import encode_image
+    from ..embeddings.file import save_embeddings
 
     ar = _load(a)
     emb = encode_image(ar, a.image, a.tokens, a.resize)
@@ -119,8 +118,8 @@ def cmd_encode(a):
 
 
 def cmd_embeds(a):
-    from .ar import editing_request, generation_request, predict
-    from .embeddings_file import save_embeddings
+    from ..ar import editing_request, generation_request, predict
+    from ..embeddings.file import save_embeddings
 
     ar = _load(a)
     if a.prompt is not None:
@@ -135,7 +134,7 @@ def cmd_embeds(a):
     dt = time.perf_counter() - t
     tensors = {"image_embeddings": res.embeddings}
     if kind == "editing":
-        from .ar import reference_embeddings
+        from ..ar import reference_embeddings
         tensors["ref_embeddings"] = reference_embeddings(ar, a.image).unsqueeze(0)
     save_embeddings(a.out, tensors, kind=kind, mode=a.mode, text=res.texts,
                     prompts=a.prompt if a.prompt else [a.instruction])
@@ -180,10 +179,10 @@ def _decode_args(p, kind):
 def _run_decode(a, kind, embeds, reference=None, texts=(), ar=None, timings=None):
     import torch
 
-    from .decoder import load_decoder
-    from .devices import pick_device, pick_dtype
-    from .embeddings_file import save_embeddings
-    from .pipeline import (DecodeSettings, Timings, decode_embeddings, default_decoder_path, latents_metadata,
+    from ..decoder import load_decoder
+    from ..memory.devices import pick_device, pick_dtype
+    from ..embeddings.file import save_embeddings
+    from ..pipeline import (DecodeSettings, Timings, decode_embeddings, default_decoder_path, latents_metadata,
                            load_flux, save_png)
 
     timings = timings or Timings()
@@ -228,8 +227,8 @@ def _ar_config(model_dir):
 
 def _embed_then_decode(a, kind, make_requests, reference=None):
     """Load the AR, predict the embeddings of `make_requests(ar)`, then decode them with the `kind` decoder."""
-    from .ar import predict
-    from .pipeline import Timings
+    from ..ar import predict
+    from ..pipeline import Timings
 
     t = Timings()
     with t.stage("load AR"):
@@ -243,21 +242,21 @@ def _embed_then_decode(a, kind, make_requests, reference=None):
 
 
 def cmd_generate(a):
-    from .ar import generation_request
+    from ..ar import generation_request
 
     _embed_then_decode(a, GENERATION, lambda ar: [generation_request(p, a.language) for p in a.prompt])
 
 
 def cmd_edit(a):
-    from .ar import editing_request, reference_embeddings
+    from ..ar import editing_request, reference_embeddings
 
     ref = (lambda ar: reference_embeddings(ar, a.image).unsqueeze(0)) if a.decoder_kind == EDITING else None
     _embed_then_decode(a, a.decoder_kind, lambda ar: [editing_request(ar, a.image, a.instruction, a.language)], ref)
 
 
 def cmd_variation(a):
-    from .ar import encode_image
-    from .pipeline import Timings
+    from ..ar import encode_image
+    from ..pipeline import Timings
 
     t = Timings()
     with t.stage("load AR"):
@@ -268,7 +267,7 @@ def cmd_variation(a):
 
 
 def cmd_convert(a):
-    from .decoder.convert import convert_decoder
+    from ..decoder.convert import convert_decoder
 
     t = time.perf_counter()
 
@@ -283,7 +282,7 @@ def cmd_convert(a):
 
 
 def cmd_make_tiny(a):
-    from .tiny import make_tiny
+    from ..synthetic import make_tiny
 
     paths = make_tiny(a.dir, seed=a.seed, comfyui=a.comfyui)
     for k, v in paths.items():
@@ -427,7 +426,7 @@ def _importing(frame) -> bool:
 def main(argv=None) -> int:
     with _note_interrupts() as seen:
         try:
-            from .cli_checks import check_resources, check_settings
+            from .checks import check_resources, check_settings
 
             a = build_parser().parse_args(argv)
             check_settings(a)  # no torch yet: a bad value is refused at once
@@ -454,6 +453,3 @@ def main(argv=None) -> int:
             raise
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from .atomic import atomic_write
+from ..files.atomic import atomic_write
 
 
 def _demo_image(path: Path) -> Path:
@@ -22,17 +22,17 @@ def _demo_image(path: Path) -> Path:
 
 def run_demo(out: Path, device="auto", dtype="auto") -> dict:
     """Each stage's time is printed as soon as it finishes; the list of outputs comes at the end."""
-    from .validate import check_folder_target
+    from ..settings.validate import check_folder_target
 
     check_folder_target(out, "demo folder")
     print(f"Nexus-Gen demo on a tiny random model set; outputs are noise by design. Writing into {out.resolve()}",
           flush=True)
-    from .ar import (editing_request, encode_image, generation_request, load_ar, predict, reference_embeddings,
-                     understand)
-    from .decoder import load_decoder
-    from .pipeline import DecodeSettings, decode_embeddings, load_flux, save_png
-    from .embeddings_file import save_embeddings
-    from .tiny import make_tiny
+    from ..ar import (editing_request, encode_image, generation_request, load_ar, predict, reference_embeddings,
+                      understand)
+    from ..decoder import load_decoder
+    from ..embeddings.file import save_embeddings
+    from ..pipeline import DecodeSettings, decode_embeddings, load_flux, save_png
+    from ..synthetic import make_tiny
 
     out.mkdir(parents=True, exist_ok=True)
     models = out / "models"

@@ -5,7 +5,7 @@ from typing import Callable
 
 import torch
 
-from .errors import NexusError
+from ..errors import NexusError
 
 
 def from_state(factory: Callable[[], torch.nn.Module], state: dict[str, torch.Tensor], dtype, what: str):

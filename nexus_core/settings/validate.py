@@ -1,8 +1,8 @@
 """Checks for user settings, made before any model loads or runs. Each raises NexusError naming the setting.
 
-Host-independent and free of torch at import (check_device imports it when called), so the CLI refuses bad
-settings in a fraction of a second and the ComfyUI nodes can call the same functions. `name` is what the
-message calls the setting: a CLI passes its flag ("--width"), a node its input name ("width").
+Host-independent and free of torch, so the CLI refuses bad settings in a fraction of a second and the ComfyUI
+nodes can call the same functions (devices are checked by memory/devices.pick_device, which needs torch). `name`
+is what the message calls the setting: a CLI passes its flag ("--width"), a node its input name ("width").
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import NexusError
+from ..errors import NexusError
 
 MIN_SIDE = 16  # the DiT works on 2x2 patches of 8x-downsampled latents
 MAX_SIDE = 4096  # default upper bound: memory and time grow with the area
@@ -119,12 +119,6 @@ def check_text(text, name: str) -> str:
     return text
 
 
-def check_device(device):
-    """A torch.device this torch can use; the message names the device and lists the usable ones."""
-    from .devices import pick_device
-    return pick_device(device)
-
-
 def _writable(folder: Path) -> str | None:
     """None if a file can be created in `folder`, else the reason. A real probe: os.access says yes to root
     even on read-only mounts and pseudo file systems."""
@@ -204,6 +198,6 @@ def same_file(a, b) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-__all__ = ["MAX_SCALE", "MAX_SIDE", "MAX_STEPS", "MIN_SIDE", "SEED_MAX", "check_cfg", "check_device", "check_finite",
+__all__ = ["MAX_SCALE", "MAX_SIDE", "MAX_STEPS", "MIN_SIDE", "SEED_MAX", "check_cfg", "check_finite",
            "check_folder_target", "check_guidance", "check_image_suffix", "check_int", "check_output",
            "check_sampling", "check_seed", "check_size", "check_steps", "check_text", "same_file"]

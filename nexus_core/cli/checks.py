@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .defaults import GENERATION, VIT_SIZES
-from .errors import NexusError
-from .validate import (check_cfg, check_folder_target, check_guidance, check_output, check_sampling, check_seed,
-                       check_size, check_steps, check_text, same_file)
+from ..errors import NexusError
+from ..settings.defaults import GENERATION, VIT_SIZES
+from ..settings.validate import (check_cfg, check_folder_target, check_guidance, check_output, check_sampling,
+                                 check_seed, check_size, check_steps, check_text, same_file)
 
 FLAGS = {k: "--" + k.replace("_", "-") for k in ("temperature", "top_k", "top_p", "repetition_penalty",
                                                  "max_new_tokens")}
@@ -62,13 +62,13 @@ def _check_inputs(a) -> None:
         raise NexusError(f"Nexus-Gen model folder not found: {a.model} (expected a Nexus-GenV2 folder with "
                          "config.json)")
     if getattr(a, "image", None) is not None:
-        from .image_read import check_image_file
+        from ..images.read import check_image_file
         check_image_file(a.image)
     if getattr(a, "decoder", None) is not None and not Path(a.decoder).is_file():
         raise NexusError(f"Decoder file not found: {a.decoder} (expected generation_decoder.bin, edit_decoder.bin "
                          "or a file made by `nexus-gen convert`)")
     if getattr(a, "flux", None) is not None:
-        from .flux.files import resolve_flux
+        from ..flux.files import resolve_flux
         files = resolve_flux(a.flux)
         if a.cfg != 1.0 and files.t5 is None:
             raise NexusError(f"--cfg {a.cfg} needs the T5-XXL text encoder for the negative branch, but {a.flux} "
@@ -100,11 +100,11 @@ def check_resources(a) -> None:
     """Device, dtype and model files, before anything is loaded."""
     if not hasattr(a, "device"):
         return
-    from .devices import pick_device, pick_dtype
+    from ..memory.devices import pick_device, pick_dtype
     pick_dtype(a.dtype, pick_device(a.device))
     if getattr(a, "model", None) is None:
         return
-    from .ar.checkpoint import PREFILL_TABLE, inspect_ar_folder
+    from ..ar.checkpoint import PREFILL_TABLE, inspect_ar_folder
     ckpt = inspect_ar_folder(a.model)
     if a.command in ("embeds", "generate", "edit") and a.mode == "reference":
         span = _image_span(ckpt, PREFILL_TABLE)
@@ -113,8 +113,8 @@ def check_resources(a) -> None:
                              "vision_start, the image slots, vision_end)")
     kind = _decoder_kind(a)
     if kind is not None:
-        from .decoder import read_decoder
-        from .pipeline import default_decoder_path
+        from ..decoder import read_decoder
+        from ..pipeline import default_decoder_path
         path = a.decoder or default_decoder_path(a.model, kind)
         found = read_decoder(path).kind
         if found != kind:
@@ -124,7 +124,7 @@ def check_resources(a) -> None:
 
 def _image_span(ckpt, table_name: str) -> int:
     """Tokens of one image span: the prefill table's rows (81 on V1 folders) + vision_start + vision_end."""
-    from .safetensors_check import read_header
+    from ..files.safetensors_check import read_header
     shard = ckpt.nexus_tensors.get(table_name)
     rows = read_header(shard)[table_name]["shape"][0] if shard is not None else 81
     return rows + 2

@@ -96,7 +96,7 @@ def write_tiny_flux(folder, seed: int = 0) -> Path:
         vocab_size=len(clip_tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=1,
         max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=64, bos_token_id=len(clip_tok) - 2,
         eos_token_id=2, pad_token_id=1))
-    from ..hf_quiet import quiet_transformers
+    from ..loading.hf_quiet import quiet_transformers
     with quiet_transformers():
         clip.save_pretrained(str(folder / "text_encoder"))
     t5 = T5EncoderModel(T5Config(vocab_size=-(-len(t5_tok) // 64) * 64, d_model=32, d_kv=16, d_ff=64,

@@ -1,13 +1,14 @@
-"""`nexus-gen make-tiny`: tiny random model sets in the real on-disk layouts, deterministic from a seed."""
+"""Random model sets in the real on-disk layouts, deterministic from a seed: `nexus-gen make-tiny` writes tiny ones
+for tests and the demo. Built on ar/, decoder/ and flux/; imported only by the command line, tests and tools."""
 from __future__ import annotations
-from .. import companions  # noqa: F401  (before transformers: hides a broken torchvision/torchaudio)
+from ..loading import companions  # noqa: F401  (before transformers: hides a broken torchvision/torchaudio)
 
 import json
 import time
 from pathlib import Path
 
-from ..atomic import relax_private_files
-from ..validate import check_folder_target
+from ..files.atomic import relax_private_files
+from ..settings.validate import check_folder_target
 from .ar import write_tiny_ar
 from .decoders import write_edit_decoder, write_generation_decoder
 from .flux import write_tiny_flux
@@ -68,7 +69,7 @@ def make_tiny_comfyui(models, seed: int = 0) -> dict[str, Path]:
         import gguf  # noqa: F401  (optional: the GGUF route needs it, and ComfyUI-GGUF brings it)
     except ImportError:
         return out
-    from ..decoder.gguf_file import convert_to_gguf
+    from ..decoder.convert import convert_to_gguf
     (models / "diffusion_models").mkdir(parents=True, exist_ok=True)
     out["gguf"] = convert_to_gguf(ar / "generation_decoder.bin", models / "diffusion_models" / GGUF_NAME, "Q8_0")
     return out

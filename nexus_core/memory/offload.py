@@ -12,8 +12,8 @@ import contextlib
 
 import torch
 
-from .errors import NexusError
-from .offload_modes import OFFLOAD_MODES
+from ..errors import NexusError
+from ..settings.defaults import OFFLOAD_MODES
 
 
 def check_mode(mode) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import NexusError
+from ..errors import NexusError
 
 
 def blend(a: torch.Tensor, b: torch.Tensor, weight: float, method: str = "slerp") -> torch.Tensor:

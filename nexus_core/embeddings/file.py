@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import NexusError
-from .safetensors_write import write_safetensors
+from ..errors import NexusError
+from ..files.safetensors_write import write_safetensors
 
 FORMAT = "nexus-gen-embeddings"
 

@@ -6,7 +6,7 @@ import os
 import struct
 from pathlib import Path
 
-from .errors import NexusError
+from ..errors import NexusError
 
 
 def read_header(path: str | os.PathLike) -> dict:

@@ -1,0 +1,71 @@
+"""nexus_core's layout: imports go one way between its folders, every folder says what it holds, and the core
+never imports the host (the README's "Repository layout" states the order this test enforces)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+CORE = Path(__file__).resolve().parents[1] / "nexus_core"
+# A part may import parts of a lower rank and its own; nothing may import a part of a higher or equal other rank.
+RANK = {"errors": 0, "settings": 1, "files": 1, "images": 2, "memory": 2, "loading": 2,
+        "ar": 3, "decoder": 3, "flux": 3, "embeddings": 4, "synthetic": 4, "pipeline": 4, "cli": 5}
+HOST_MODULES = {"comfy", "comfy_api", "comfy_execution", "folder_paths", "server", "nodes", "execution"}
+
+
+def _part(rel: tuple[str, ...]) -> str:
+    return rel[0].removesuffix(".py")
+
+
+def _imports(path: Path):
+    """(line, target part or None, absolute top-level module or None) of every import in `path`."""
+    rel = path.relative_to(CORE).parts
+    package = list(rel[:-1])
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+            if node.level - 1 > len(package):
+                yield node.lineno, "<outside nexus_core>", None
+                continue
+            target = base + (node.module.split(".") if node.module else [])
+            names = target or [a.name for a in node.names]
+            yield node.lineno, names[0], None
+        elif isinstance(node, ast.ImportFrom):
+            yield node.lineno, None, (node.module or "").split(".")[0]
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                yield node.lineno, None, a.name.split(".")[0]
+
+
+def _modules():
+    return sorted(p for p in CORE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_every_part_has_a_rank():
+    parts = {_part(p.relative_to(CORE).parts) for p in _modules()} - {"__init__"}
+    assert parts == set(RANK), f"new or removed parts: {parts ^ set(RANK)} (give them a place in RANK and the README)"
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: p.relative_to(CORE).as_posix())
+def test_imports_go_one_way(path):
+    rel = path.relative_to(CORE).parts
+    if rel == ("__init__.py",):
+        return
+    own = _part(rel)
+    for line, target, top in _imports(path):
+        assert top not in HOST_MODULES, f"{path.name}:{line} imports the host module {top!r}"
+        assert top != "nexus_core", f"{path.name}:{line}: import nexus_core's own modules relatively"
+        if target is None or target == own or target == "__version__":
+            continue
+        assert target in RANK, f"{path.name}:{line} imports {target!r} from outside nexus_core"
+        assert RANK[target] < RANK[own], (f"{'/'.join(rel)}:{line}: {own} (rank {RANK[own]}) imports {target} "
+                                          f"(rank {RANK[target]}): imports go one way, down the README's list")
+
+
+@pytest.mark.parametrize("folder", sorted(p.parent for p in CORE.glob("*/__init__.py")), ids=lambda p: p.name)
+def test_every_folder_says_what_it_holds(folder):
+    doc = ast.get_docstring(ast.parse((folder / "__init__.py").read_text(encoding="utf-8")))
+    assert doc and len(doc.split()) >= 8, f"{folder.name}/__init__.py needs a docstring that says what lives there"
+    modules = [p for p in folder.glob("*.py") if p.name not in ("__init__.py", "__main__.py")]
+    assert len(modules) <= 10, f"{folder.name}/ holds {len(modules)} modules: split it by concern"
