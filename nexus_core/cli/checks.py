@@ -92,8 +92,35 @@ def _check_outputs(a) -> None:
         check_output(a.out, "--out", overwrite=a.overwrite, overwrite_hint="pass --overwrite to replace it")
     elif a.command == "make-tiny":
         check_folder_target(a.dir, "make-tiny folder")
+    elif a.command == "make-full-size":
+        _check_full_size(a)
     elif a.command == "demo":
         check_folder_target(a.out, "--out")
+
+
+def _check_full_size(a) -> None:
+    from ..settings.defaults import FULL_SIZE_PARTS
+
+    check_folder_target(a.dir, "make-full-size folder")
+    parts = a.parts.split(",")
+    if not parts or not set(parts) <= set(FULL_SIZE_PARTS) or len(set(parts)) != len(parts):
+        raise NexusError(f"--parts takes a comma-separated subset of {','.join(FULL_SIZE_PARTS)}, got {a.parts!r}")
+    blocks = a.dit_blocks.split(",")
+    if len(blocks) != 2 or not all(b.strip().isdigit() for b in blocks) or int(blocks[0]) < 1:
+        raise NexusError(f"--dit-blocks takes DOUBLE,SINGLE block counts (the real decoders: 19,38; at least one "
+                         f"double block), got {a.dit_blocks!r}")
+    for flag, v in (("--ar-layers", a.ar_layers), ("--vision-layers", a.vision_layers)):
+        if v < 1:
+            raise NexusError(f"{flag} must be at least 1, got {v}")
+    if a.tokenizer is not None and not Path(a.tokenizer).is_dir():
+        raise NexusError(f"--tokenizer {a.tokenizer} is not a folder (expected one with vocab.json and merges.txt)")
+    root = Path(a.dir)
+    targets = {"ar": root / "Nexus-GenV2", "generation": root / "generation_decoder.bin",
+               "editing": root / "edit_decoder.bin"}
+    existing = [str(targets[p]) for p in parts if targets[p].exists()]
+    if existing:
+        raise NexusError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}: make-full-size "
+                         "never replaces files; remove them or choose another folder")
 
 
 def check_resources(a) -> None:

@@ -289,6 +289,33 @@ def cmd_make_tiny(a):
         print(f"{k}: {v}")
 
 
+def cmd_make_full_size(a):
+    from ..synthetic.full_size import make_full_size, nbytes
+
+    t = time.perf_counter()
+    labels = {"ar": "AR", "generation": "generation decoder", "editing": "editing decoder"}
+
+    def announce(plan, free):
+        cfg, (nd, ns) = plan.ar_config, plan.dit_blocks
+        depth = {"ar": f"{cfg['num_hidden_layers']} text layers, {cfg['vision_config'].get('depth', 32)} vision blocks",
+                 "generation": f"{nd} double + {ns} single blocks", "editing": f"{nd} double + {ns} single blocks"}
+        print(f"make-full-size: writing {plan.bytes_needed() / 1e9:.1f} GB into {a.dir} "
+              f"({free / 1e9:.1f} GB free there)", file=sys.stderr)
+        for part, spec in plan.specs.items():
+            print(f"  {labels[part]}: {nbytes(spec) / 1e9:.2f} GB, {len(spec)} tensors ({depth[part]})", file=sys.stderr)
+
+    def progress(name, i, n):
+        if i == n or i % 25 == 0:
+            print(f"\r  {name}: {i}/{n} tensors", end="" if i < n else "\n", file=sys.stderr, flush=True)
+
+    blocks = tuple(int(v) for v in a.dit_blocks.split(","))
+    paths = make_full_size(a.dir, a.parts.split(","), a.ar_layers, a.vision_layers, blocks, a.tokenizer, a.seed,
+                           progress=progress, announce=announce)
+    for k, v in paths.items():
+        print(f"{k}: {v}")
+    print(f"done in {time.perf_counter() - t:.0f}s", file=sys.stderr)
+
+
 def cmd_demo(a):
     from pathlib import Path
 
@@ -382,6 +409,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--comfyui", action="store_true",
                    help="write a ComfyUI models folder (nexus_gen/, text_encoders/, vae/ with a full-size random AE)")
     s.set_defaults(func=cmd_make_tiny)
+
+    s = command("make-full-size", "write random models at the real sizes in the published layouts (for measuring RAM, "
+                                  "disk and load times without the real weights)")
+    s.add_argument("dir", help="folder to write into: DIR/Nexus-GenV2/, DIR/generation_decoder.bin, "
+                               "DIR/edit_decoder.bin (created if missing; existing files are never replaced)")
+    s.add_argument("--parts", default="ar,generation,editing", help="which of ar,generation,editing to write")
+    s.add_argument("--ar-layers", type=int, default=28, help="text decoder layers (the real model has 28)")
+    s.add_argument("--vision-layers", type=int, default=32, help="vision tower blocks (the real model has 32)")
+    s.add_argument("--dit-blocks", default="19,38", help="double,single FLUX blocks of each decoder (the real: 19,38)")
+    s.add_argument("--tokenizer", default=None,
+                   help="a folder with a Qwen2 tokenizer to copy (the real vocabulary, e.g. ComfyUI's "
+                        "comfy/text_encoders/qwen25_tokenizer); default: a tiny tokenizer")
+    s.add_argument("--seed", type=int, default=0, help="random seed of the weights")
+    s.set_defaults(func=cmd_make_full_size)
 
     s = command("demo", "make the tiny model set if needed and run every stage on it")
     s.add_argument("--out", default="nexus_demo", help="folder for the tiny models and the outputs")

@@ -12,3 +12,5 @@ VIT_SIZES = {81: 252, 324: 504}
 GGUF_TYPES = ("Q8_0", "Q5_0", "Q4_0", "BF16", "F16")
 # Where weights live while a stage runs (memory/offload.py); here so --help lists them without torch.
 OFFLOAD_MODES = ("none", "model", "sequential")
+# What `make-full-size --parts` can write.
+FULL_SIZE_PARTS = ("ar", "generation", "editing")
