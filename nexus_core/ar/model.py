@@ -7,6 +7,7 @@ shard that holds them. V1 folders (no prefill table) feed the <|image_pad|> embe
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +16,10 @@ from safetensors import safe_open
 
 from ..errors import NexusError
 from ..loading.hf_quiet import quiet_transformers
+from ..loading.meta_init import parameters_on_meta
+from ..loading.streamed import empty_fp8_linears, fill_from_shards
 from ..memory.devices import pick_device, pick_dtype
-from ..memory.fp8 import fp8_dtype, store_linears_fp8
+from ..memory.fp8 import ScaledFp8Linear, fp8_dtype, store_linears_fp8
 from .checkpoint import PREFILL_TABLE, VISION_HEAD, ArCheckpoint, inspect_ar_folder
 from .prompts import ChatFormatter
 from .sampling import SamplingConfig
@@ -166,11 +169,15 @@ def check_nexus_shapes(hidden: int, head_shape, table_shape=None) -> None:
             raise NexusError(f"{PREFILL_TABLE} has shape {tuple(table_shape)}, expected (N*N, {d})")
 
 
-def load_ar(folder, device=None, dtype=None, attn_implementation: str = "sdpa", weight_dtype=None) -> NexusAR:
+def load_ar(folder, device=None, dtype=None, attn_implementation: str = "sdpa", weight_dtype=None,
+            stream: bool = True) -> NexusAR:
     """Load a Nexus-Gen V2 (or V1) AR folder. float32 on CPU and bfloat16 on GPU unless `dtype` says otherwise.
 
     weight_dtype 'fp8_e4m3fn' / 'fp8_e5m2' stores every Linear (language model, lm_head, vision tower, merger,
-    vision_head) in fp8 with per-row scales and computes in `dtype`: about half the memory of bf16."""
+    vision_head) in fp8 with per-row scales and computes in `dtype`: about half the memory of bf16. It is
+    quantized tensor by tensor as the shards are read (loading/streamed.py), so the load never holds the 16-bit model;
+    stream=False loads it whole and converts it afterwards (the same weights bit for bit, twice the RAM at the
+    peak: kept to measure and test against)."""
     from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
     ckpt = inspect_ar_folder(folder)
@@ -179,14 +186,80 @@ def load_ar(folder, device=None, dtype=None, attn_implementation: str = "sdpa", 
     storage = fp8_dtype(weight_dtype)
     try:
         with quiet_transformers():
-            model, info = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-                str(ckpt.folder), dtype=dt, output_loading_info=True, attn_implementation=attn_implementation,
-                local_files_only=True)
+            if storage is not None and stream:
+                model, head, table = _load_streamed(ckpt, dt, storage, attn_implementation)
+            else:
+                model, info = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+                    str(ckpt.folder), dtype=dt, output_loading_info=True, attn_implementation=attn_implementation,
+                    local_files_only=True)
+                _check_loading_info(ckpt, info)
+                head = _read_tensor(ckpt.nexus_tensors[VISION_HEAD], VISION_HEAD).to(dt)
+                table = None
+                if PREFILL_TABLE in ckpt.nexus_tensors:
+                    table = _read_tensor(ckpt.nexus_tensors[PREFILL_TABLE], PREFILL_TABLE).to(dt)
             tokenizer = AutoTokenizer.from_pretrained(str(ckpt.folder), local_files_only=True)
     except NexusError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise NexusError(f"Could not load the Qwen2.5-VL model in {ckpt.folder}: {e}") from e
+    if table is None:
+        log.info("%s has no %s: Nexus-Gen V1 behaviour (image-pad embedding at every slot)", folder, PREFILL_TABLE)
+    d = model.config.text_config.hidden_size
+    head_shape = (head.out_features, head.in_features) if isinstance(head, torch.nn.Module) else head.shape
+    check_nexus_shapes(d, head_shape, None if table is None else table.shape)
+    model.eval().requires_grad_(False)
+    formatter = ChatFormatter.from_folder(ckpt.folder, tokenizer)
+    head_module = head if isinstance(head, torch.nn.Module) else _head(head)
+    ar = NexusAR(model, tokenizer, formatter, ckpt, head_module, _table(table), dtype=dt)
+    if storage is not None and not stream:
+        n = store_linears_fp8(model, storage)
+        log.info("stored %d Linear layers in %s (per-row scales), computing in %s", n, storage, dt)
+    return ar.to(dev)
+
+
+# The published checkpoint uses transformers 4.49 names; the module tree is 4.5x/5.x (transformers maps the same).
+_LEGACY = [(re.compile(r"^visual\."), "model.visual."),
+           (re.compile(r"^model\.(?!language_model\.|visual\.)"), "model.language_model.")]
+
+
+def module_name(key: str) -> str:
+    """The parameter path of a checkpoint key in the 5.x module tree (4.49 and 5.x names both accepted)."""
+    for pattern, repl in _LEGACY:
+        if pattern.match(key):
+            return pattern.sub(repl, key, count=1)
+    return key
+
+
+def _load_streamed(ckpt: ArCheckpoint, dt: torch.dtype, storage: torch.dtype, attn_implementation: str):
+    """(model, vision_head as an fp8 Linear, prefill table) read tensor by tensor: transformers' own model built
+    with meta parameters (real buffers), its Linears (and vision_head) quantized as their weights arrive."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    try:
+        config = Qwen2_5_VLConfig.from_pretrained(str(ckpt.folder), local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise NexusError(f"Could not read the Qwen2.5-VL config in {ckpt.folder}: {e}") from e
+    config._attn_implementation = attn_implementation
+    with parameters_on_meta(dt):
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    empty_fp8_linears(model)
+    d = config.text_config.hidden_size
+    head = ScaledFp8Linear.shell(d, d, False)
+    found: dict[str, torch.Tensor] = {}
+
+    def take_head(t):
+        check_nexus_shapes(d, t.shape)
+        head.take_weight(t.to(dt), storage)
+        found[VISION_HEAD] = t
+
+    aside = {VISION_HEAD: take_head, PREFILL_TABLE: lambda t: found.__setitem__(PREFILL_TABLE, t.to(dt))}
+    fill_from_shards(model, ckpt.shards, dt, storage, module_name, aside, str(ckpt.folder))
+    if VISION_HEAD not in found:
+        raise NexusError(f"{ckpt.folder} has no {VISION_HEAD}")
+    return model, head, found.get(PREFILL_TABLE)
+
+
+def _check_loading_info(ckpt: ArCheckpoint, info: dict) -> None:
     missing = set(info.get("missing_keys") or ())
     unexpected = set(info.get("unexpected_keys") or ()) - {VISION_HEAD, PREFILL_TABLE}
     mismatched = info.get("mismatched_keys") or ()
@@ -194,19 +267,3 @@ def load_ar(folder, device=None, dtype=None, attn_implementation: str = "sdpa", 
         raise NexusError(
             f"The weights in {ckpt.folder} do not match the Qwen2.5-VL config: missing {sorted(missing)[:8]}, "
             f"unexpected {sorted(unexpected)[:8]}, mismatched {list(mismatched)[:4]}")
-    d = model.config.text_config.hidden_size
-    head = _read_tensor(ckpt.nexus_tensors[VISION_HEAD], VISION_HEAD)
-    table = None
-    if PREFILL_TABLE in ckpt.nexus_tensors:
-        table = _read_tensor(ckpt.nexus_tensors[PREFILL_TABLE], PREFILL_TABLE)
-    else:
-        log.info("%s has no %s: Nexus-Gen V1 behaviour (image-pad embedding at every slot)", folder, PREFILL_TABLE)
-    check_nexus_shapes(d, head.shape, None if table is None else table.shape)
-    model.eval().requires_grad_(False)
-    formatter = ChatFormatter.from_folder(ckpt.folder, tokenizer)
-    ar = NexusAR(model, tokenizer, formatter, ckpt, _head(head.to(dt)), _table(None if table is None else table.to(dt)),
-                 dtype=dt)
-    if storage is not None:
-        n = store_linears_fp8(model, storage)
-        log.info("stored %d Linear layers in %s (per-row scales), computing in %s", n, storage, dt)
-    return ar.to(dev)

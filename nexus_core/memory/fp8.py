@@ -49,18 +49,32 @@ class ScaledFp8Linear(torch.nn.Linear):
 
     @classmethod
     def from_linear(cls, linear: torch.nn.Linear, dtype: torch.dtype) -> "ScaledFp8Linear":
-        w = linear.weight.detach()
-        scale = row_scales(w, dtype)
+        layer = cls.shell(linear.in_features, linear.out_features, linear.bias is not None)
+        layer.take_weight(linear.weight.detach(), dtype)
+        if linear.bias is not None:
+            layer.take_bias(linear.bias.detach())
+        return layer
+
+    @classmethod
+    def shell(cls, in_features: int, out_features: int, bias: bool) -> "ScaledFp8Linear":
+        """A layer without weights yet (take_weight, then take_bias, fill it): what a streamed load starts from."""
         layer = cls.__new__(cls)
         torch.nn.Module.__init__(layer)
-        layer.in_features, layer.out_features = linear.in_features, linear.out_features
-        layer.weight = torch.nn.Parameter((w.float() / scale[:, None]).to(dtype), requires_grad=False)
-        bias = None
-        if linear.bias is not None:
-            bias = torch.nn.Parameter((linear.bias.detach().float() / scale).to(linear.bias.dtype), requires_grad=False)
-        layer.bias = bias
-        layer.register_buffer("weight_scale", scale)
+        layer.in_features, layer.out_features = in_features, out_features
+        layer.register_parameter("weight", None)
+        layer.bias = torch.nn.Parameter(torch.empty(out_features, device="meta"), requires_grad=False) if bias else None
+        layer.register_buffer("weight_scale", None)
         return layer
+
+    def take_weight(self, w: torch.Tensor, dtype: torch.dtype) -> None:
+        """Store `w` (out, in), in the dtype the layer computes in, as fp8 with per-row scales."""
+        scale = row_scales(w, dtype)
+        self.weight = torch.nn.Parameter((w.float() / scale[:, None]).to(dtype), requires_grad=False)
+        self.weight_scale = scale
+
+    def take_bias(self, b: torch.Tensor) -> None:
+        """Store the bias pre-divided by the row scales (exact: they are powers of two); needs take_weight first."""
+        self.bias = torch.nn.Parameter((b.float() / self.weight_scale).to(b.dtype), requires_grad=False)
 
 
 def store_linears_fp8(root: torch.nn.Module, dtype: torch.dtype) -> int:

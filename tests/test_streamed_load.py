@@ -1,0 +1,110 @@
+"""The fp8 AR loaded tensor by tensor (ar/streamed.py) against the load-then-convert route it replaces: the same
+weights, buffers and embeddings bit for bit, and every mismatch between files and config refused by name."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from nexus_core.ar import generation_request, load_ar, predict
+from nexus_core.errors import NexusError
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view(torch.uint8) if t.dtype.itemsize == 1 else t
+
+
+def _same_model(a, b):
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert sorted(sa) == sorted(sb)
+    for k in sa:
+        assert sa[k].dtype == sb[k].dtype and torch.equal(_bits(sa[k]), _bits(sb[k])), k
+    assert {n: type(m) for n, m in a.model.named_modules()} == {n: type(m) for n, m in b.model.named_modules()}
+
+
+@pytest.mark.parametrize("dtype,storage", [("float32", "fp8_e4m3fn"), ("bfloat16", "fp8_e4m3fn"),
+                                           ("bfloat16", "fp8_e5m2")])
+def test_streamed_fp8_equals_load_then_convert(fixture_dir, dtype, storage):
+    folder = fixture_dir / "nexus"
+    old = load_ar(folder, "cpu", dtype, weight_dtype=storage, stream=False)
+    new = load_ar(folder, "cpu", dtype, weight_dtype=storage)
+    _same_model(old, new)
+    assert new.vision_head.weight.dtype == getattr(torch, storage.replace("fp8_", "float8_"))
+    req = [generation_request("a red fox in the snow", "en")]
+    for mode in ("fast", "reference"):
+        assert torch.equal(predict(old, req, mode=mode).embeddings, predict(new, req, mode=mode).embeddings), mode
+
+
+def _copy_ar(src, dst):
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.bin"))
+    return dst
+
+
+def _rewrite_shards(folder, edit):
+    """Apply edit(name, tensor) -> tensor or None (drop) to every tensor; returns nothing."""
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    for shard in sorted(set(index["weight_map"].values())):
+        with safe_open(str(folder / shard), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        out = {}
+        for k, v in tensors.items():
+            v = edit(k, v)
+            if v is not None:
+                out[k] = v.contiguous()
+        save_file(out, str(folder / shard), metadata={"format": "pt"})
+        index["weight_map"] = {k: s for k, s in index["weight_map"].items() if s != shard or k in out}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+
+
+def test_a_bias_in_an_earlier_shard_than_its_weight(tiny_root, tmp_path):
+    """Shards may split a layer: the bias waits for its weight's scales."""
+    folder = _copy_ar(tiny_root / "Nexus-GenV2", tmp_path / "ar")
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    tensors = {}
+    for shard in sorted(set(index["weight_map"].values())):
+        with safe_open(str(folder / shard), framework="pt") as f:
+            tensors.update({k: f.get_tensor(k) for k in f.keys()})
+        (folder / shard).unlink()
+    first = {k: v for k, v in tensors.items() if k.endswith(".bias")}
+    second = {k: v for k, v in tensors.items() if not k.endswith(".bias")}
+    save_file(first, str(folder / "model-00001-of-00002.safetensors"), metadata={"format": "pt"})
+    save_file(second, str(folder / "model-00002-of-00002.safetensors"), metadata={"format": "pt"})
+    index["weight_map"] = {**{k: "model-00001-of-00002.safetensors" for k in first},
+                           **{k: "model-00002-of-00002.safetensors" for k in second}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    _same_model(load_ar(tiny_root / "Nexus-GenV2", "cpu", "float32", weight_dtype="fp8_e4m3fn", stream=False),
+                load_ar(folder, "cpu", "float32", weight_dtype="fp8_e4m3fn"))
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda k, v: None if k == "model.layers.0.mlp.up_proj.weight" else v,
+     "missing ['model.language_model.layers.0.mlp.up_proj.weight']"),
+    (lambda k, v: None if k == "model.layers.1.self_attn.q_proj.bias" else v,
+     "missing ['model.language_model.layers.1.self_attn.q_proj.bias']"),
+    (lambda k, v: v[:-1] if k == "model.layers.0.mlp.down_proj.weight" else v,
+     "model.language_model.layers.0.mlp.down_proj.weight has shape"),
+    (lambda k, v: v[:-1] if k == "model.norm.weight" else v, "model.language_model.norm.weight has shape"),
+    (lambda k, v: torch.cat([v, v]) if k == "visual.blocks.0.attn.qkv.bias" else v,
+     "model.visual.blocks.0.attn.qkv.bias has shape"),
+])
+def test_streamed_load_refuses_files_that_do_not_fit(tiny_root, tmp_path, edit, message):
+    folder = _copy_ar(tiny_root / "Nexus-GenV2", tmp_path / "ar")
+    _rewrite_shards(folder, edit)
+    with pytest.raises(NexusError) as e:
+        load_ar(folder, "cpu", "float32", weight_dtype="fp8_e4m3fn")
+    assert message in str(e.value)
+
+
+def test_an_extra_tensor_is_refused_by_name(tiny_root, tmp_path):
+    folder = _copy_ar(tiny_root / "Nexus-GenV2", tmp_path / "ar")
+    _rewrite_shards(folder, lambda k, v: v)
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    save_file({"model.layers.9.mlp.up_proj.weight": torch.zeros(2, 2)}, str(folder / "extra.safetensors"))
+    index["weight_map"]["model.layers.9.mlp.up_proj.weight"] = "extra.safetensors"
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(NexusError, match=r"unexpected \['model.language_model.layers.9.mlp.up_proj.weight'\]"):
+        load_ar(folder, "cpu", "float32", weight_dtype="fp8_e4m3fn")
