@@ -18,7 +18,6 @@ from ..nexus_core.errors import NexusError
 from ..nexus_core.memory.fp8 import can_hold_fp8
 from . import checks, paths
 from .ar_handle import ARHandle
-from .decoder_cache import cached_comfyui_file
 from .flux_model import WEIGHT_DTYPES, apply_nexus, diffusion_widths, load_dit
 from .memory import compute_dtype, device_options, ensure_loaded, patcher_for, resolve_device
 from .progress import warn
@@ -105,7 +104,7 @@ class NexusGenDecoderLoader(io.ComfyNode):
             search_aliases=["nexus", "flux", "decoder", "edit", "unified", "load"],
             description="Loads generation_decoder.bin / edit_decoder.bin (or a converted .safetensors): the DiT as a "
                         "native FLUX MODEL through ComfyUI's own diffusion-model loader, and the projector. A .bin is "
-                        "converted once to a cached safetensors file.",
+                        "read in place (memory-mapped): no converted copy is written.",
             inputs=[
                 io.Combo.Input("decoder", options=files or ["(put the decoders in models/nexus_gen)"],
                                tooltip="Decoder file under models/nexus_gen or models/diffusion_models; its kind "
@@ -127,10 +126,10 @@ class NexusGenDecoderLoader(io.ComfyNode):
     @classmethod
     def execute(cls, decoder, weight_dtype) -> io.NodeOutput:
         path = paths.resolve_decoder(folder_paths, decoder)
-        source = cached_comfyui_file(path, folder_paths)
-        dec = read_decoder(source)
+        dec = read_decoder(path)  # a .bin is memory-mapped: the host reads its tensors in place, no copy on disk
+        paths.say_unused_cache(path, folder_paths.models_dir)
         base = load_dit(comfyui_state(dec), weight_dtype)
-        base.cached_patcher_init = (_reload_dit, (source, weight_dtype))
+        base.cached_patcher_init = (_reload_dit, (path, weight_dtype))
         return io.NodeOutput(apply_nexus(base), _projector(dec, path, decoder))
 
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
+log = logging.getLogger("nexus_gen")
 FOLDER = "nexus_gen"
 DECODER_FORMAT = "nexus-gen-decoder"
 
@@ -104,6 +106,28 @@ def is_conversion_cache(path: str) -> bool:
         return False
     header = _safetensors_header(path) or {}
     return "source_stamp" in (header.get("__metadata__") or {})
+
+
+_SAID_CACHES: set = set()
+
+
+def say_unused_cache(path: str, models_dir: str | None = None) -> list[str]:
+    """Earlier versions wrote a converted copy of each .bin on first use (<stem>.comfyui.safetensors, 24 GB). The
+    .bin is now read in place, so such a copy is dead weight: say so once, with its size; never delete it unasked."""
+    if not path.lower().endswith(".bin"):
+        return []
+    name = os.path.splitext(os.path.basename(path))[0] + ".comfyui.safetensors"
+    places = [os.path.join(os.path.dirname(path), name)]
+    if models_dir:
+        places.append(os.path.join(models_dir, FOLDER, "converted", name))
+    found = [c for c in places if os.path.isfile(c) and is_conversion_cache(c)]
+    for cache in found:
+        if cache not in _SAID_CACHES:
+            _SAID_CACHES.add(cache)
+            log.warning("Nexus-Gen: %s (%.1f GB) is a converted copy that earlier versions made of %s; it is no "
+                        "longer used (the .bin is read in place) and can be deleted", cache,
+                        os.path.getsize(cache) / 1e9, os.path.basename(path))
+    return found
 
 
 def decoder_files(folder_paths, gguf: bool = False) -> list[str]:

@@ -144,6 +144,36 @@ def test_text_to_image_latents_equal_nexus_gen_generate(comfy_server, object_inf
     torch.testing.assert_close(comfy, ours, atol=1e-4, rtol=1e-4)
 
 
+def test_decoder_is_read_in_place_and_equals_its_converted_copy(comfy_server, object_info):
+    """A .bin decoder is loaded in place: nothing is written under models/ (versions before Dec 2026 wrote a 24 GB
+    converted copy on first use), and the latents equal those of the converted file loaded by the same node. A
+    leftover converted copy beside the .bin is named in the log once, never deleted."""
+    from nexus_core.decoder.convert import convert_decoder
+    from nexus_core.files.safetensors_write import write_safetensors
+
+    client, base, log = comfy_server
+    models = base / "models"
+    src = models / "nexus_gen" / "Nexus-GenV2" / "generation_decoder.bin"
+    leftover = src.with_name("generation_decoder.comfyui.safetensors")
+    write_safetensors(leftover, {"x": torch.zeros(1)}, {"source_stamp": "1:1"})
+    before = {p: p.stat().st_mtime_ns for p in models.rglob("*") if p.is_file()}
+    prompt = shrink(api(REPO / "workflows" / "nexus_gen_text_to_image.json", object_info), steps=2)
+    prompt[next(k for k, n in prompt.items() if n["class_type"] == "NexusGenPromptEmbeds")]["inputs"]["seed"] = 7
+    try:
+        from_bin = comfy_latents(client, base, prompt)
+        assert {p: p.stat().st_mtime_ns for p in models.rglob("*") if p.is_file()} == before
+        assert leftover.is_file() and log.read_text().count(f"{leftover} ") == 1
+        converted = models / "diffusion_models" / "generation_decoder_converted.safetensors"
+        convert_decoder(src, converted, "comfyui", "bf16")
+        loader = next(n for n in prompt.values() if n["class_type"] == "NexusGenDecoderLoader")
+        loader["inputs"]["decoder"] = converted.name
+        prompt.pop("900")
+        torch.testing.assert_close(comfy_latents(client, base, prompt), from_bin, atol=0, rtol=0)
+    finally:
+        leftover.unlink(missing_ok=True)
+        (models / "diffusion_models" / "generation_decoder_converted.safetensors").unlink(missing_ok=True)
+
+
 def test_edit_latents_equal_nexus_gen_edit(comfy_server, object_info, tmp_path):
     """The editing workflow (editing ids carried in model_conds, applied by the MODEL's wrapper) gives the latents
     `nexus-gen edit` gives: the position ids reach the DiT exactly as in the reference pipeline."""
