@@ -9,8 +9,8 @@ import pytest
 
 CORE = Path(__file__).resolve().parents[1] / "nexus_core"
 # A part may import parts of a lower rank and its own; nothing may import a part of a higher or equal other rank.
-RANK = {"errors": 0, "settings": 1, "files": 1, "images": 2, "memory": 2, "loading": 3,
-        "ar": 4, "decoder": 4, "flux": 4, "embeddings": 5, "synthetic": 5, "pipeline": 5, "cli": 6}
+RANK = {"errors": 0, "settings": 1, "files": 2, "images": 3, "memory": 3, "loading": 4,
+        "ar": 5, "decoder": 5, "flux": 5, "embeddings": 6, "synthetic": 6, "pipeline": 6, "cli": 7}
 HOST_MODULES = {"comfy", "comfy_api", "comfy_execution", "folder_paths", "server", "nodes", "execution"}
 
 

@@ -247,12 +247,12 @@ def _load_streamed(ckpt: ArCheckpoint, dt: torch.dtype, storage: torch.dtype, at
     head = ScaledFp8Linear.shell(d, d, False)
     found: dict[str, torch.Tensor] = {}
 
-    def take_head(t):
-        check_nexus_shapes(d, t.shape)
-        head.take_weight(t.to(dt), storage)
-        found[VISION_HEAD] = t
+    def take_head(stored):
+        check_nexus_shapes(d, stored.shape)
+        head.take_weight(stored, storage, dt)
+        found[VISION_HEAD] = True
 
-    aside = {VISION_HEAD: take_head, PREFILL_TABLE: lambda t: found.__setitem__(PREFILL_TABLE, t.to(dt))}
+    aside = {VISION_HEAD: take_head, PREFILL_TABLE: lambda stored: found.__setitem__(PREFILL_TABLE, stored.read().to(dt))}
     fill_from_shards(model, ckpt.shards, dt, storage, module_name, aside, str(ckpt.folder))
     if VISION_HEAD not in found:
         raise NexusError(f"{ckpt.folder} has no {VISION_HEAD}")
