@@ -24,8 +24,8 @@ from .flux.text_encoders import TextEncoders
 from .flux.vae import decode_latents, load_vae, to_uint8
 from .memory.offload import check_mode, on_device
 from .settings.defaults import DEFAULTS
-from .settings.validate import (MAX_SIDE, check_cfg, check_guidance, check_image_suffix, check_seed, check_size,
-                                check_steps, check_text)
+from .settings.validate import (MAX_SIDE, check_cfg, check_guidance, check_image_suffix, check_output, check_seed,
+                                check_size, check_steps, check_text, as_utf8)
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +178,12 @@ def save_png(images: torch.Tensor, out, metadata: dict | None = None) -> list[Pa
     fmt = check_image_suffix(out)
     info = PngInfo()
     for k, v in (metadata or {}).items():
-        info.add_text(k, str(v))
+        info.add_text(k, as_utf8(v))  # latin-1 as tEXt, anything else as UTF-8 iTXt
     paths = []
-    for i, img in enumerate(images):
-        p = out if len(images) == 1 else out.with_name(f"{out.stem}_{i}{out.suffix}")
+    names = [out] if len(images) == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(len(images))]
+    for name in names:  # every name checked before the first file is written
+        check_output(name, "output", image=True)
+    for p, img in zip(names, images):
         with atomic_write(p) as tmp:  # the temp name has no image suffix: give PIL the format
             Image.fromarray(img.numpy()).save(tmp, format=fmt, pnginfo=info)
         paths.append(p)

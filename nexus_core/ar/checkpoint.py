@@ -1,11 +1,11 @@
 """Find and validate the files of a Nexus-Gen AR folder before anything heavy is loaded."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import NexusError
+from ..files.json_file import read_json
 from ..files.safetensors_check import tensor_names
 
 VISION_HEAD = "vision_head.weight"
@@ -26,15 +26,6 @@ class ArCheckpoint:
         return 2 if PREFILL_TABLE in self.nexus_tensors else 1
 
 
-def _read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise NexusError(f"Missing {path.name} in {path.parent}: expected {what}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise NexusError(f"{path} is not valid JSON ({e}); expected {what}") from None
-
-
 def _is_qwen25vl(config: dict) -> bool:
     archs = config.get("architectures") or []
     return config.get("model_type") == "qwen2_5_vl" or any("Qwen2_5_VL" in a for a in archs)
@@ -45,7 +36,7 @@ def inspect_ar_folder(folder) -> ArCheckpoint:
     folder = Path(folder)
     if not folder.is_dir():
         raise NexusError(f"Nexus-Gen model folder not found: {folder} (expected a Nexus-GenV2 folder with config.json)")
-    config = _read_json(folder / "config.json", "a Qwen2.5-VL config (model_type 'qwen2_5_vl')")
+    config = read_json(folder / "config.json", "a Qwen2.5-VL config (model_type 'qwen2_5_vl')")
     if not _is_qwen25vl(config):
         raise NexusError(
             f"{folder / 'config.json'} describes model_type={config.get('model_type')!r} "
@@ -54,7 +45,7 @@ def inspect_ar_folder(folder) -> ArCheckpoint:
         )
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        weight_map = _read_json(index, "a safetensors shard index with a 'weight_map'").get("weight_map")
+        weight_map = read_json(index, "a safetensors shard index with a 'weight_map'").get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
             raise NexusError(f"{index} has no 'weight_map'")
         shards = [folder / s for s in sorted(set(weight_map.values()))]
@@ -78,5 +69,73 @@ def inspect_ar_folder(folder) -> ArCheckpoint:
             "not Nexus-Gen (which adds vision_head and image_prefill_embeds)"
         )
     gen_path = folder / "generation_config.json"
-    gen = _read_json(gen_path, "a generation config") if gen_path.is_file() else {}
+    gen = read_json(gen_path, "a generation config") if gen_path.is_file() else {}
+    check_tokenizer(folder, config)
     return ArCheckpoint(folder, config, shards, found, gen)
+
+
+# config.json field -> the token it must name (what the image span and the chat structure are built from)
+SPECIAL_TOKENS = {"image_token_id": "<|image_pad|>", "vision_start_token_id": "<|vision_start|>",
+                  "vision_end_token_id": "<|vision_end|>"}
+_TOKENIZER_SEEN: dict = {}
+
+
+def _stamp(paths) -> tuple:
+    return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in paths if p.is_file())
+
+
+def check_tokenizer(folder: Path, config: dict) -> None:
+    """The folder's tokenizer exists, names the image tokens with the ids config.json uses, and has no token
+    beyond the model's embedding rows. Without it transformers builds an empty tokenizer and the image is made
+    from no prompt at all. Reads the files' JSON only (no tokenizer is built); remembered per file version."""
+    files = [folder / n for n in ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json",
+                                  "added_tokens.json", "config.json")]
+    key = (str(folder), _stamp(files))
+    if key in _TOKENIZER_SEEN:
+        if _TOKENIZER_SEEN[key] is not None:
+            raise NexusError(_TOKENIZER_SEEN[key])
+        return
+    try:
+        _check_tokenizer(folder, config)
+    except NexusError as e:
+        _TOKENIZER_SEEN[key] = str(e)
+        raise
+    _TOKENIZER_SEEN[key] = None
+
+
+def _check_tokenizer(folder: Path, config: dict) -> None:
+    fast, vocab, merges = folder / "tokenizer.json", folder / "vocab.json", folder / "merges.txt"
+    if fast.is_file():
+        tj = read_json(fast, "a tokenizers file (tokenizer.json)")
+        base = len((tj.get("model") or {}).get("vocab") or {})
+        added = {t.get("content"): t.get("id") for t in tj.get("added_tokens") or [] if isinstance(t, dict)}
+    elif vocab.is_file() and merges.is_file():
+        base = len(read_json(vocab, "the tokenizer's vocabulary (vocab.json)"))
+        added = {}
+    else:
+        raise NexusError(f"No tokenizer in {folder}: expected tokenizer.json, or vocab.json with merges.txt (copy "
+                         "them from the Nexus-GenV2 download); without them the prompt would be dropped unread")
+    tc = folder / "tokenizer_config.json"
+    if tc.is_file():
+        for i, t in (read_json(tc, "the tokenizer's settings").get("added_tokens_decoder") or {}).items():
+            if isinstance(t, dict) and str(i).isdigit():
+                added.setdefault(t.get("content"), int(i))
+    extra = folder / "added_tokens.json"
+    if extra.is_file():
+        for content, i in read_json(extra, "the tokenizer's added tokens").items():
+            added.setdefault(content, i)
+    for field, token in SPECIAL_TOKENS.items():
+        want = config.get(field)
+        if want is None:
+            continue
+        if token not in added:
+            raise NexusError(f"The tokenizer in {folder} has no {token} token (config.json's {field} is {want}): "
+                             "its files come from another model; copy the tokenizer files of Nexus-GenV2")
+        if added[token] != want:
+            raise NexusError(f"The tokenizer in {folder} gives {token} the id {added[token]}, but config.json's "
+                             f"{field} is {want}: the tokenizer and config.json come from different models")
+    top = max([base - 1, *[i for i in added.values() if isinstance(i, int)]])
+    rows = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
+    if rows is not None and top >= rows:
+        raise NexusError(f"The tokenizer in {folder} has token ids up to {top}, but the model has only {rows} "
+                         "embedding rows (config.json's vocab_size): the tokenizer comes from another model")

@@ -7,12 +7,12 @@ placeholder for the input image).
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import NexusError
+from ..files.json_file import read_json
 
 GENERATION_TEMPLATES = {
     "en": "Generate an image according to the following description: {}",
@@ -77,7 +77,7 @@ class ChatFormatter:
         template = None
         path = folder / "chat_template.json"
         if path.is_file():
-            template = json.loads(path.read_text(encoding="utf-8")).get("chat_template")
+            template = read_json(path, "the chat template ('chat_template')").get("chat_template")
         elif (folder / "chat_template.jinja").is_file():
             template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
         template = template or getattr(tokenizer, "chat_template", None)

@@ -75,17 +75,27 @@ def _check_inputs(a) -> None:
                              "has none; use --cfg 1 or add text_encoder_2/ + tokenizer_2/ (or a t5xxl file)")
 
 
+def batch_outputs(out, n: int) -> list[Path]:
+    """The files a batch of `n` images is written to: OUT itself for one, OUT_0, OUT_1 ... for more."""
+    out = Path(out)
+    return [out] if n == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(n)]
+
+
 def _check_outputs(a) -> None:
     sources = [getattr(a, k, None) for k in ("image", "decoder")]
     if a.command in ("encode", "embeds"):
         check_output(a.out, "--out", sources=sources)
     elif a.command in _IMAGE_OUT:
-        check_output(a.out, "--out", image=True, sources=sources)
+        n = len(a.prompt) if a.command == "generate" and a.prompt else 1
+        for out in batch_outputs(a.out, n):  # every file of a batch, before the first is written
+            check_output(out, "--out", image=True, sources=sources)
         if a.save_latents is not None:
             if same_file(a.save_latents, a.out):
                 raise NexusError("--save-latents and --out name the same file; give the latents their own name")
             check_output(a.save_latents, "--save-latents", sources=sources)
     elif a.command == "convert":  # the source exists: _check_inputs saw to it
+        from ..decoder.convert import check_suffix
+        check_suffix(a.out, a.layout)
         if same_file(a.decoder, a.out):
             raise NexusError(f"--out {a.out} is the source file {a.decoder} (or a link to it): converting would "
                              "destroy the source; choose another output name")

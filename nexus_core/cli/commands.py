@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -17,6 +18,16 @@ from .. import __version__
 from ..errors import NexusCancelled, NexusError
 from ..settings.defaults import DEFAULTS, EDITING, GENERATION, GGUF_TYPES, OFFLOAD_MODES
 from ..settings.validate import MAX_SIDE
+
+
+class _Parser(argparse.ArgumentParser):
+    """Takes `-inf`, `-nan` and `-1e5` as values (argparse's own test knows only plain negative numbers and would
+    answer `--repetition-penalty -inf` with "expected one argument"); the checks then say what is wrong."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(
+            r"^-(\d+\.?\d*(e[-+]?\d+)?|\.\d+(e[-+]?\d+)?|inf|infinity|nan)$", re.IGNORECASE)
 
 
 class _Help(argparse.HelpFormatter):
@@ -90,20 +101,20 @@ def _load(a):
 
 def cmd_understand(a):
     from ..ar import understand
-    from .text_stream import TextStream
+    from .text_stream import TextStream, for_terminal
 
     ar = _load(a)
     stream = None
     if a.stream:  # the answer goes to stdout once, as it is written, whole characters only
         stream = TextStream(lambda ids: ar.tokenizer.decode(ids, skip_special_tokens=True),
-                            lambda s: print(s, end="", flush=True))
+                            lambda s: print(for_terminal(s), end="", flush=True))
     text = understand(ar, a.question, a.image, max_new_tokens=a.max_new_tokens, sampling=_sampling(ar, a),
                       seed=a.seed, on_token=(lambda tok, ids: stream.update(ids)) if stream else None)
     if stream:
         stream.finish(text)
         print()
     else:
-        print(text)
+        print(for_terminal(text))
 
 
 def cmd_encode(a):
@@ -268,8 +279,11 @@ def cmd_variation(a):
 
 def cmd_convert(a):
     from ..decoder.convert import convert_decoder
+    from ..files.atomic import remove_stale_temps
 
     t = time.perf_counter()
+    for path, size in remove_stale_temps(a.out, folder=True):  # what killed runs left (SIGKILL, power loss)
+        print(f"removed {path} ({size / 2**30:.2f} GiB), a temp file left by a run that was killed", file=sys.stderr)
 
     def progress(i, n):
         if i == n or i % 50 == 0:
@@ -325,8 +339,8 @@ def cmd_demo(a):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nexus-gen", description="Nexus-Gen V2: understanding, generation, editing",
-                                formatter_class=_Help)
+    p = _Parser(prog="nexus-gen", description="Nexus-Gen V2: understanding, generation, editing",
+                formatter_class=_Help)
     p.add_argument("--version", action="version", version=f"nexus-gen {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -431,13 +445,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Stopped(BaseException):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so temp files are removed on the way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 @contextlib.contextmanager
 def _note_interrupts():
     """Remember a Ctrl-C even when a library turns the KeyboardInterrupt into another error (transformers'
-    lazy imports re-raise it as ModuleNotFoundError)."""
+    lazy imports re-raise it as ModuleNotFoundError); turn SIGTERM and SIGHUP into an unwinding stop."""
+    from . import _cancel_at_start_up
+
     seen = {"sigint": False}
     if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            signal.getsignal(signal.SIGINT) not in (signal.default_int_handler, _cancel_at_start_up):
         yield seen  # embedded, or someone else handles Ctrl-C: leave it alone
         return
 
@@ -448,11 +472,21 @@ def _note_interrupts():
             os._exit(130)
         raise KeyboardInterrupt
 
+    def stop(signum, frame):
+        raise _Stopped(signum)
+
+    stops = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    before = {s: signal.getsignal(s) for s in stops}
     signal.signal(signal.SIGINT, handler)
+    for s in stops:
+        if before[s] in (signal.SIG_DFL, None):
+            signal.signal(s, stop)
     try:
         yield seen
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        for s, h in before.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
 def _importing(frame) -> bool:
@@ -464,7 +498,31 @@ def _importing(frame) -> bool:
     return False
 
 
+def _usable_streams() -> str | None:
+    """Output that cannot go where it should degrades: a closed stdout is replaced by the null device (said on
+    stderr), and characters a narrow encoding (PYTHONIOENCODING=ascii) cannot show are written as escapes."""
+    said = None
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")
+        said = "standard output is closed: what this command prints is not shown"
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")
+    return said
+
+
 def main(argv=None) -> int:
+    note = _usable_streams()
+    if note:
+        print(f"nexus-gen: {note}", file=sys.stderr)
+    try:
+        os.getcwd()
+    except OSError:  # (libraries fail later with their own, less readable words: oneMKL aborts the process)
+        print("nexus-gen: error: the current folder no longer exists (it was deleted or moved); cd to an existing "
+              "folder and run again", file=sys.stderr)
+        return 2
     with _note_interrupts() as seen:
         try:
             from .checks import check_resources, check_settings
@@ -480,6 +538,10 @@ def main(argv=None) -> int:
         except (NexusCancelled, KeyboardInterrupt):
             print("\nnexus-gen: cancelled", file=sys.stderr)
             return 130
+        except _Stopped as e:
+            name = signal.Signals(e.signum).name
+            print(f"\nnexus-gen: stopped by {name}; nothing was left half-written", file=sys.stderr)
+            return 128 + e.signum
         except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other tools do
             with contextlib.suppress(OSError):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

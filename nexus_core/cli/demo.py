@@ -8,6 +8,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from ..files.atomic import atomic_write
+from .text_stream import for_terminal
 
 
 def _demo_image(path: Path) -> Path:
@@ -86,8 +87,8 @@ def run_demo(out: Path, device="auto", dtype="auto") -> dict:
 
     print(f"outputs ({ar.dtype}, {ar.device}):")
     print(f"  models:        {models}")
-    print(f"  understanding: {out / 'understanding.txt'}  ({answer[:40]!r}...)")
-    print(f"  generation:    {out / 'generation_embeds.safetensors'}  reply {gen.texts[0][-60:]!r}")
+    print(f"  understanding: {out / 'understanding.txt'}  ({for_terminal(repr(answer[:40]))}...)")
+    print(f"  generation:    {out / 'generation_embeds.safetensors'}  reply {for_terminal(repr(gen.texts[0][-60:]))}")
     print(f"  batch (fast):  {out / 'batch_embeds.safetensors'}  {tuple(fast.embeddings.shape)}")
     print(f"  editing:       {out / 'editing_embeds.safetensors'}")
     print(f"  ViT:           {out / 'vit_embeds.safetensors'}")

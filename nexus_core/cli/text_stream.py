@@ -6,7 +6,20 @@ and only text that is final is written: nothing while it ends in U+FFFD, and nev
 """
 from __future__ import annotations
 
+import unicodedata
 from typing import Callable
+
+
+def for_terminal(text: str) -> str:
+    """`text` with control characters other than newline and tab written as escapes (\\x1b, \\u202e): a reply
+    (a random test model's especially) must not move the cursor, recolour or reverse the terminal it is shown in."""
+    out = []
+    for ch in text:
+        if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf") or ch == "\u200d":  # keep emoji joiners
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
 
 
 class TextStream:

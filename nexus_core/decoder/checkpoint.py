@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import NexusError
-from .keymap import expected_dit_keys
+from .keymap import dit_tensor_shape, expected_dit_keys, map_key
 
 GENERATION, EDITING = "generation", "editing"
 PROJECTOR_PREFIX = {GENERATION: "adapter.", EDITING: "embedding_merger."}
@@ -165,3 +165,75 @@ def validate(dec: DecoderFile) -> None:
     problems = [p for p in problems if p]
     if problems:
         raise NexusError(f"{dec.path} has an unexpected key set ({dec.kind} decoder): " + "; ".join(problems))
+    bad = _dit_shape_problem(dec) or _projector_shape_problem(dec)
+    if bad:
+        raise NexusError(f"{dec.path} ({dec.kind} decoder): {bad}; the file is damaged or from another model")
+
+
+def _shape(t) -> tuple:
+    return tuple(int(v) for v in t.shape)
+
+
+def _dit_shape_problem(dec: DecoderFile) -> str | None:
+    """The first DiT tensor whose shape does not follow from the widths the file's own input layers give (its
+    name as the file spells it). Shapes only: memory-mapped tensors are not read."""
+    if dec.layout == "diffsynth":
+        names = {k: k for k in dec.dit}
+        prefix = DIT_PREFIX
+    elif dec.layout == "comfyui":
+        expected = expected_dit_keys(dec.n_double, dec.n_single, any(k.startswith("guidance_in.") for k in dec.dit))
+        names = {map_key(k, 0, "comfyui")[0][0]: k for k in expected}
+        if set(names) != set(dec.dit):
+            return None  # the host's loader reports foreign keys itself
+        prefix = ""
+    else:
+        return None
+    by_ds = {ds: dec.dit[own] for own, ds in names.items()}
+    try:
+        h, cin = _shape(by_ds["x_embedder.weight"])
+        ctx = _shape(by_ds["context_embedder.weight"])[1]
+        pooled = _shape(by_ds["pooled_text_embedder.0.weight"])[1]
+        t_dim = _shape(by_ds["time_embedder.timestep_embedder.0.weight"])[1]
+        head = _shape(by_ds["blocks.0.attn.norm_q_a.weight"])[0] if dec.n_double else 128
+    except (KeyError, ValueError):
+        return "its DiT input layers (x_embedder, context_embedder ...) are not 2-D weights"
+    for own, ds in names.items():
+        want = dit_tensor_shape(ds, h, ctx, pooled, cin, head, t_dim)
+        if _shape(dec.dit[own]) != want:
+            return (f"tensor {prefix}{own} has shape {_shape(dec.dit[own])}, expected {want} for a FLUX DiT "
+                    f"{h} wide with context width {ctx}")
+    return None
+
+
+def _projector_shape_problem(dec: DecoderFile) -> str | None:
+    """The projector's shapes agree with each other and with the DiT's context width."""
+    p = {k: _shape(v) for k, v in dec.projector.items()}
+    prefix = PROJECTOR_PREFIX[dec.kind]
+    if dec.kind == GENERATION:
+        ctx, d = p["0.weight"]
+        want = {"0.bias": (ctx,), "1.weight": (ctx,), "1.bias": (ctx,), "3.weight": (ctx, ctx), "3.bias": (ctx,),
+                "4.weight": (ctx,), "4.bias": (ctx,)}
+    else:
+        d = p["layers.0.self_attn.q_proj.weight"][1]
+        kvd, inter = p["layers.0.self_attn.k_proj.weight"][0], p["layers.0.mlp.gate_proj.weight"][0]
+        wide, ctx = p["projector.1.weight"][0], p["projector.4.weight"][0]
+        want = {}
+        for i in range(_count(dec.projector, r"^layers\.(\d+)\.")):
+            lay = f"layers.{i}."
+            want.update({lay + "self_attn.q_proj.weight": (d, d), lay + "self_attn.q_proj.bias": (d,),
+                         lay + "self_attn.k_proj.weight": (kvd, d), lay + "self_attn.k_proj.bias": (kvd,),
+                         lay + "self_attn.v_proj.weight": (kvd, d), lay + "self_attn.v_proj.bias": (kvd,),
+                         lay + "self_attn.o_proj.weight": (d, d), lay + "mlp.gate_proj.weight": (inter, d),
+                         lay + "mlp.up_proj.weight": (inter, d), lay + "mlp.down_proj.weight": (d, inter),
+                         lay + "input_layernorm.weight": (d,), lay + "post_attention_layernorm.weight": (d,)})
+        want.update({"projector.0.weight": (d,), "projector.1.weight": (wide, d), "projector.1.bias": (wide,),
+                     "projector.2.weight": (wide,), "projector.4.weight": (ctx, wide), "projector.4.bias": (ctx,),
+                     "projector.5.weight": (ctx,)})
+    for k, shape in want.items():
+        if p.get(k) != shape:
+            return f"tensor {prefix}{k} has shape {p.get(k)}, expected {shape} (a projector {d} -> {ctx} wide)"
+    dit_ctx = dec.dit.get("context_embedder.weight", dec.dit.get("txt_in.weight"))
+    if dit_ctx is not None and _shape(dit_ctx)[1] != ctx:
+        return (f"its projector gives context {ctx} wide, but its DiT takes {_shape(dit_ctx)[1]} "
+                "(context_embedder): the two halves come from different models")
+    return None

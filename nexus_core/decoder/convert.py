@@ -64,10 +64,23 @@ def _plan(dec, layout: str, dtype: torch.dtype):
     return plan
 
 
-def check_target(src, out, overwrite: bool = False) -> Path:
+def check_suffix(out, layout: str) -> None:
+    """A GGUF only under a .gguf name, and a .gguf name only for a GGUF: loaders pick their reader by the suffix."""
+    gguf_name = Path(out).suffix.lower() == ".gguf"
+    if layout == "gguf" and not gguf_name:
+        raise NexusError(f"--layout gguf writes a GGUF file: give --out a .gguf name, not {Path(out).name}")
+    if layout != "gguf" and gguf_name:
+        raise NexusError(f"--layout {layout} writes safetensors: give --out a .safetensors name, not "
+                         f"{Path(out).name} (for a GGUF, use --layout gguf)")
+
+
+def check_target(src, out, overwrite: bool = False, layout: str | None = None) -> Path:
     """Refuse an output that is the source itself (same path, another path, a symbolic or hard link to it),
-    a folder, a missing or unwritable folder, or (unless overwrite) an existing file."""
+    a folder, a missing or unwritable folder, a suffix that does not match the layout, or (unless overwrite) an
+    existing file."""
     out = Path(out)
+    if layout is not None:
+        check_suffix(out, layout)
     if same_file(src, out):
         raise NexusError(f"The output {out} is the source file {src} (or a link to it): converting would destroy "
                          "the source; choose another output name")
@@ -86,8 +99,8 @@ def convert_decoder(src, out, layout: str = "comfyui", dtype: str = "bf16",
         raise NexusError(f"Unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}, gguf")
     if dtype not in STORAGE_DTYPES:
         raise NexusError(f"Unknown dtype {dtype!r} for the {layout} layout: use one of {', '.join(STORAGE_DTYPES)}")
+    out = check_target(src, out, overwrite, layout)
     dec = read_decoder(src)
-    out = check_target(src, out, overwrite)
     plan = _plan(dec, layout, STORAGE_DTYPES[dtype])
     header, offset = {}, 0
     for name, t, sl, odt in plan:
@@ -111,7 +124,7 @@ def convert_decoder(src, out, layout: str = "comfyui", dtype: str = "bf16",
     if 8 + len(raw) + offset > free:
         raise NexusError(f"Not enough disk space for {out}: it needs {(8 + len(raw) + offset) / 2**30:.2f} GiB, "
                          f"{free / 2**30:.2f} GiB are free in {out.parent}")
-    with atomic_write(out) as tmp, open(tmp, "wb") as f:
+    with atomic_write(out, overwrite) as tmp, open(tmp, "wb") as f:
         f.write(len(raw).to_bytes(8, "little"))
         f.write(raw)
         for i, (name, t, sl, odt) in enumerate(plan):
@@ -137,11 +150,11 @@ def _convert_gguf(src, out, qtype, on_tensor, should_stop, overwrite) -> Path:
 
     if qtype not in GGUF_TYPES:
         raise NexusError(f"Unknown GGUF type {qtype!r}: use one of {', '.join(GGUF_TYPES)}")
+    out = check_target(src, out, overwrite, "gguf")
     dec = read_decoder(src)
-    out = check_target(src, out, overwrite)
     plan = _plan(dec, "comfyui", torch.bfloat16)
     meta = {"format": FORMAT, "version": VERSION, "kind": dec.kind, "layout": "comfyui", "dtype": qtype,
             "source": Path(src).name}
-    with atomic_write(out) as tmp:
+    with atomic_write(out, overwrite) as tmp:
         write_gguf(plan, tmp, dec.kind, qtype, meta, on_tensor=on_tensor, should_stop=should_stop)
     return out

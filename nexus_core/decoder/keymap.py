@@ -118,6 +118,33 @@ def expected_dit_keys(n_double: int, n_single: int, guidance: bool = True) -> se
     return keys
 
 
+def dit_tensor_shape(name: str, h: int, ctx: int, pooled: int, cin: int, head: int = 128,
+                     t_dim: int = 256) -> tuple[int, ...]:
+    """The shape of a DiffSynth-named FLUX DiT tensor for width h, context ctx, pooled width, latent channels
+    cin (64 = 16 x 2 x 2), head width and timestep-embedding width."""
+    part = name.rsplit(".", 1)[0]
+    bias = name.endswith(".bias")
+    if "norm_q" in part or "norm_k" in part:
+        return (head,)
+    rows_cols = {
+        "x_embedder": (h, cin), "context_embedder": (h, ctx), "final_norm_out.linear": (2 * h, h),
+        "final_proj_out": (cin, h), "pooled_text_embedder.0": (h, pooled), "pooled_text_embedder.2": (h, h),
+        "norm1_a.linear": (6 * h, h), "norm1_b.linear": (6 * h, h), "attn.a_to_qkv": (3 * h, h),
+        "attn.b_to_qkv": (3 * h, h), "attn.a_to_out": (h, h), "attn.b_to_out": (h, h), "ff_a.0": (4 * h, h),
+        "ff_a.2": (h, 4 * h), "ff_b.0": (4 * h, h), "ff_b.2": (h, 4 * h), "norm.linear": (3 * h, h),
+        "to_qkv_mlp": (7 * h, h), "proj_out": (h, 5 * h),
+    }
+    for key, shape in rows_cols.items():
+        if part == key or part.endswith("." + key):
+            return shape[:1] if bias else shape
+    if part.endswith("timestep_embedder.0"):
+        return (h,) if bias else (h, t_dim)
+    if part.endswith("timestep_embedder.2"):
+        return (h,) if bias else (h, h)
+    raise KeyError(name)
+
+
+
 def convert_state_dict(state: dict[str, torch.Tensor], layout: str) -> dict[str, torch.Tensor]:
     hidden = state["x_embedder.weight"].shape[0]
     out = {}

@@ -1,2 +1,3 @@
-"""Files on disk: atomic writes (temp file + rename), safetensors headers checked before anything is loaded, and a
-safetensors writer that keeps its order. Imports only errors, so any part of nexus_core may use it."""
+"""Files on disk: atomic writes (temp file + rename, a writer lock, stale temps cleaned), JSON configs refused
+when they are not what they should be, safetensors headers checked before anything is loaded, safetensors read
+one tensor at a time into memory of our own, and a writer that keeps its order. Imports errors and settings."""

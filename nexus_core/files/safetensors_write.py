@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from ..settings.validate import as_utf8
 from .atomic import atomic_write
 
 _DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -33,7 +34,7 @@ def write_safetensors_streamed(path, entries, metadata: dict[str, str] | None = 
     entries = sorted(entries, key=lambda e: -e[2].itemsize)
     header, offset = {}, 0
     if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+        header["__metadata__"] = {as_utf8(k): as_utf8(v) for k, v in metadata.items()}
     for name, shape, dtype, _ in entries:
         n = math.prod(shape) * dtype.itemsize
         header[name] = {"dtype": _DTYPES[dtype], "shape": list(shape), "data_offsets": [offset, offset + n]}

@@ -6,9 +6,11 @@ whatever colour hides under it. 8-bit RGB files come out exactly as convert("RGB
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import stat
 import warnings
 
 import numpy as np
@@ -30,13 +32,34 @@ def _bomb_message(path, err: Exception) -> str:
             "(PIL.Image.MAX_IMAGE_PIXELS). It would be resized to under 0.3 megapixels anyway: downscale it first")
 
 
+MAX_ASPECT = 200  # Qwen2.5-VL's smart_resize refuses longer strips (nexus-gen-reference.md 2.3)
+
+
+def check_regular_file(path, what: str) -> None:
+    """`path` is a regular file (links followed): not missing, not a folder, not a link loop, not a pipe or a
+    device, which would make a read wait forever or never end."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise NexusError(f"{what} {path} is a link to {os.readlink(path)}, which does not exist") from None
+        raise NexusError(f"{what} not found: {path}") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise NexusError(f"{what} {path} is a link that leads back to itself (a loop of links)") from None
+        raise NexusError(f"{what} {path} cannot be read: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise NexusError(f"{what} {path} is a folder; expected a file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a named pipe" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
+        raise NexusError(f"{what} {path} is {kind}, not a regular file: reading it could wait forever")
+
+
 def open_image(path) -> Image.Image:
-    """Open lazily (header only) and refuse what cannot be read: a missing file, a folder, a file that is not
-    an image, or one over PIL's decompression-bomb limit (between 1x and 2x PIL only warns; we refuse)."""
-    if not os.path.exists(path):
-        raise NexusError(f"Image not found: {path}")
-    if os.path.isdir(path):
-        raise NexusError(f"Image {path} is a folder; expected an image file (PNG, JPEG, WebP ...)")
+    """Open lazily (header only) and refuse what cannot be read: a missing file, a folder, a pipe or device, a
+    file that is not an image, or one over PIL's decompression-bomb limit (between 1x and 2x PIL only warns; we
+    refuse)."""
+    check_regular_file(path, "Image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -50,11 +73,27 @@ def open_image(path) -> Image.Image:
 
 
 def check_image_file(path) -> tuple[int, int]:
-    """(width, height) of an image file, read from its header; NexusError for anything open_image refuses."""
+    """(width, height) of an image file that can be used: everything open_image refuses, plus a file cut short
+    (the first frame is decoded whole: a truncated PNG or JPEG fails here, in well under a second, instead of
+    after the model has loaded) and a strip longer than the model takes."""
     with open_image(path) as im:
         if im.width < 1 or im.height < 1:
             raise NexusError(f"Image {path} has no pixels ({im.width}x{im.height})")
+        check_aspect(im.width, im.height, f"Image {path}")
+        try:
+            im.seek(0)
+            im.load()
+        except (OSError, ValueError, SyntaxError, EOFError) as e:
+            raise NexusError(f"Cannot read image {path}: {e} (the file may be cut short: save or download it "
+                             "again)") from None
         return im.size
+
+
+def check_aspect(width: int, height: int, what: str) -> None:
+    long, short = max(width, height), max(1, min(width, height))
+    if long / short > MAX_ASPECT:
+        raise NexusError(f"{what} is {width}x{height} pixels: longer than {MAX_ASPECT}:1, which the model's image "
+                         "input cannot take; crop it first")
 
 
 def _read_file(path) -> Image.Image:
@@ -128,7 +167,8 @@ def load_image(image) -> Image.Image:
         raise NexusError(f"Expected an image path, PIL image or array, got {type(image).__name__}")
     if image.width < 1 or image.height < 1:
         raise NexusError(f"Image has no pixels ({image.width}x{image.height})")
+    check_aspect(image.width, image.height, "The image")
     return to_rgb(image)
 
 
-__all__ = ["check_image_file", "load_image", "open_image", "to_rgb"]
+__all__ = ["MAX_ASPECT", "check_aspect", "check_image_file", "check_regular_file", "load_image", "open_image", "to_rgb"]

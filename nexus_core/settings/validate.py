@@ -19,6 +19,10 @@ MAX_SIDE = 4096  # default upper bound: memory and time grow with the area
 MAX_STEPS = 10_000  # ComfyUI's KSampler bound
 MAX_SCALE = 100.0  # cfg and guidance: ComfyUI's KSampler / FluxGuidance bound
 SEED_MAX = 2**64 - 1  # ComfyUI's seed range; torch.Generator.manual_seed takes all of it
+# Sampling settings keep the arithmetic finite: logits (|x| < 1e4) divided by the temperature, or divided and
+# multiplied by the repetition penalty, stay far inside float32 (a temperature of 1e-320 is 0 there: inf/nan).
+MIN_TEMPERATURE = 1e-5
+PENALTY_RANGE = (1e-3, 1e3)
 
 
 def _is_int(value) -> bool:
@@ -93,13 +97,16 @@ def check_sampling(temperature=None, top_k=None, top_p=None, repetition_penalty=
     """Token-sampling settings; None means 'not given'. names maps a field to what the message calls it."""
     label = lambda field: (names or {}).get(field, field)  # noqa: E731
     if temperature is not None:
-        check_finite(temperature, label("temperature"), 0.0, lo_open=True)
+        t = check_finite(temperature, label("temperature"), 0.0, lo_open=True)
+        if t < MIN_TEMPERATURE:
+            raise NexusError(f"{label('temperature')} must be at least {MIN_TEMPERATURE:g}, got {t:g} (for the most "
+                             "likely token every time, turn sampling off instead)")
     if top_k is not None:
         check_int(top_k, label("top_k"), 0)
     if top_p is not None:
         check_finite(top_p, label("top_p"), 0.0, 1.0, lo_open=True)
     if repetition_penalty is not None:
-        check_finite(repetition_penalty, label("repetition_penalty"), 0.0, lo_open=True)
+        check_finite(repetition_penalty, label("repetition_penalty"), *PENALTY_RANGE)
     if max_new_tokens is not None:
         check_int(max_new_tokens, label("max_new_tokens"), 1)
 
@@ -117,6 +124,25 @@ def check_text(text, name: str) -> str:
             raise NexusError(f"{name} is not valid UTF-8 text ({byte} at character {i + 1}); "
                              "save or type it as UTF-8")
     return text
+
+
+def as_utf8(text) -> str:
+    """Text that encodes as UTF-8 whatever the OS gave: a file name with bytes that are not UTF-8 (`caf\\xe9.png`
+    reaches Python as 'caf\\udce9.png') keeps those bytes as visible escapes, so it can go into file metadata and
+    messages instead of failing there, after the work is done."""
+    text = str(text)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder if folder.is_dir() else ".", "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
 
 
 def _writable(folder: Path) -> str | None:
@@ -138,6 +164,13 @@ def check_output(path, name: str = "output", *, image: bool = False, overwrite: 
     if path is None or str(path) == "":
         raise NexusError(f"{name} is empty: give a file name")
     path = Path(path)
+    limit = _name_max(path.parent)
+    if len(os.fsencode(path.name)) > limit:
+        raise NexusError(f"{name} has a file name of {len(os.fsencode(path.name))} bytes; this file system takes "
+                         f"at most {limit}")
+    if path.is_symlink() and not path.exists():
+        raise NexusError(f"{name} {path} is a link to {os.readlink(path)}, which does not exist (or is a loop); "
+                         "give a file name, or fix the link")
     if path.is_dir():
         raise NexusError(f"{name} is a folder: {path}; give a file name inside it")
     parent = path.parent
@@ -198,6 +231,6 @@ def same_file(a, b) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-__all__ = ["MAX_SCALE", "MAX_SIDE", "MAX_STEPS", "MIN_SIDE", "SEED_MAX", "check_cfg", "check_finite",
-           "check_folder_target", "check_guidance", "check_image_suffix", "check_int", "check_output",
-           "check_sampling", "check_seed", "check_size", "check_steps", "check_text", "same_file"]
+__all__ = ["MAX_SCALE", "MAX_SIDE", "MAX_STEPS", "MIN_SIDE", "MIN_TEMPERATURE", "PENALTY_RANGE", "SEED_MAX",
+           "check_cfg", "check_finite", "check_folder_target", "check_guidance", "check_image_suffix", "check_int", "check_output",
+           "check_sampling", "check_seed", "check_size", "check_steps", "check_text", "as_utf8", "same_file"]

@@ -6,32 +6,10 @@ from pathlib import Path
 
 import torch
 
+from ..decoder.keymap import dit_tensor_shape as _dit_shape
 from ..decoder.keymap import expected_dit_keys
 
 TINY_DIT = dict(hidden=256, n_double=2, n_single=1, context=32, pooled=64, in_channels=64)
-
-
-def _dit_shape(name: str, h: int, ctx: int, pooled: int, cin: int) -> tuple[int, ...]:
-    part = name.rsplit(".", 1)[0]
-    bias = name.endswith(".bias")
-    if "norm_q" in part or "norm_k" in part:
-        return (128,)
-    rows_cols = {
-        "x_embedder": (h, cin), "context_embedder": (h, ctx), "final_norm_out.linear": (2 * h, h),
-        "final_proj_out": (cin, h), "pooled_text_embedder.0": (h, pooled), "pooled_text_embedder.2": (h, h),
-        "norm1_a.linear": (6 * h, h), "norm1_b.linear": (6 * h, h), "attn.a_to_qkv": (3 * h, h),
-        "attn.b_to_qkv": (3 * h, h), "attn.a_to_out": (h, h), "attn.b_to_out": (h, h), "ff_a.0": (4 * h, h),
-        "ff_a.2": (h, 4 * h), "ff_b.0": (4 * h, h), "ff_b.2": (h, 4 * h), "norm.linear": (3 * h, h),
-        "to_qkv_mlp": (7 * h, h), "proj_out": (h, 5 * h),
-    }
-    for key, shape in rows_cols.items():
-        if part == key or part.endswith("." + key):
-            return shape[:1] if bias else shape
-    if part.endswith("timestep_embedder.0"):
-        return (h,) if bias else (h, 256)
-    if part.endswith("timestep_embedder.2"):
-        return (h,) if bias else (h, h)
-    raise KeyError(name)
 
 
 def tiny_dit_state(g: torch.Generator, hidden=256, n_double=2, n_single=1, context=32, pooled=16, in_channels=64):
