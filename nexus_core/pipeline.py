@@ -160,7 +160,9 @@ def _streamer(device):
 
 
 def default_decoder_path(model_dir, kind: str) -> Path:
+    """The decoder beside the AR: in its folder, or beside a single-file AR."""
     stem = "generation_decoder" if kind == GENERATION else "edit_decoder"
+    model_dir = Path(model_dir).parent if Path(model_dir).is_file() else Path(model_dir)
     for name in (f"{stem}.safetensors", f"{stem}.bin"):
         if (Path(model_dir) / name).is_file():
             return Path(model_dir) / name

@@ -43,7 +43,8 @@ class NexusGenARLoader(io.ComfyNode):
             inputs=[
                 io.Combo.Input("model", options=folders or ["(put Nexus-GenV2 in models/nexus_gen)"],
                                tooltip="A Nexus-GenV2 folder (config.json + safetensors shards + tokenizer files) "
-                                       "under models/nexus_gen or models/LLM"),
+                                       "under models/nexus_gen or models/LLM, or the one fp8 file `nexus-gen convert` "
+                                       "makes from it (8.9 GB; loads as fp8 whatever weight_dtype says)"),
                 io.Combo.Input("dtype", options=["auto", "bfloat16", "float16", "float32"], default="auto",
                                tooltip="Compute dtype. auto = the checkpoint's (bfloat16) where the device runs it "
                                        "well, else float32"),

@@ -40,13 +40,31 @@ def _looks_like_weights_folder(files) -> bool:
         f.startswith("model") and f.endswith(".safetensors") for f in files)
 
 
+AR_FILE_MARK = b'{"__metadata__":{"format":"nexus-gen-ar"'  # how our writer starts a single-file AR's header
+
+
+def is_ar_file(path: str) -> bool:
+    """A single-file AR (`nexus-gen convert Nexus-GenV2 --out F.safetensors`), told by the first bytes of its
+    header, so listing does not parse the megabytes of tokenizer text it carries."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(8 + len(AR_FILE_MARK))[8:] == AR_FILE_MARK
+    except OSError:
+        return False
+
+
 def model_folders(roots: list[str]) -> list[str]:
-    """Relative paths of AR model folders under `roots`: a Qwen2.5-VL config.json, or safetensors shards without
-    any config.json (listed so the loader can say what is missing instead of the folder silently vanishing)."""
+    """Relative paths of AR models under `roots`: folders with a Qwen2.5-VL config.json, or safetensors shards
+    without any config.json (listed so the loader can say what is missing instead of the folder silently
+    vanishing), and single-file ARs."""
     found = set()
     for root in roots:
         for cur, dirs, files in os.walk(root, followlinks=True):
             rel = os.path.relpath(cur, root).replace(os.sep, "/")
+            for name in files:
+                if name.endswith(".safetensors") and "config.json" not in files and \
+                        is_ar_file(os.path.join(cur, name)):
+                    found.add(name if rel == "." else f"{rel}/{name}")
             if "config.json" in files:
                 try:
                     with open(os.path.join(cur, "config.json"), encoding="utf-8") as f:
@@ -56,7 +74,8 @@ def model_folders(roots: list[str]) -> list[str]:
                 if cfg.get("model_type") == "qwen2_5_vl" or "vision_config" in cfg:
                     found.add(rel)
                     dirs[:] = []
-            elif rel != "." and _looks_like_weights_folder(files):
+            elif rel != "." and _looks_like_weights_folder(files) and not any(
+                    is_ar_file(os.path.join(cur, n)) for n in files if n.endswith(".safetensors")):
                 found.add(rel)
                 dirs[:] = []
     return sorted(found)
@@ -65,10 +84,11 @@ def model_folders(roots: list[str]) -> list[str]:
 def resolve_model_folder(folder_paths, rel: str) -> str:
     for root in search_roots(folder_paths, (FOLDER, "LLM")):
         cand = os.path.join(root, rel)
-        if os.path.isdir(cand):
+        if os.path.isdir(cand) or (os.path.isfile(cand) and is_ar_file(cand)):
             return cand
-    raise FileNotFoundError(f"Nexus-Gen model folder '{rel}' not found under models/{FOLDER} or models/LLM "
-                            "(expected the Nexus-GenV2 folder: config.json, safetensors shards, tokenizer files)")
+    raise FileNotFoundError(f"Nexus-Gen model '{rel}' not found under models/{FOLDER} or models/LLM "
+                            "(expected the Nexus-GenV2 folder: config.json, safetensors shards, tokenizer files; or "
+                            "one file made from it by `nexus-gen convert`)")
 
 
 def _safetensors_header(path: str) -> dict | None:

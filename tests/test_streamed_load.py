@@ -108,3 +108,45 @@ def test_an_extra_tensor_is_refused_by_name(tiny_root, tmp_path):
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     with pytest.raises(NexusError, match=r"unexpected \['model.language_model.layers.9.mlp.up_proj.weight'\]"):
         load_ar(folder, "cpu", "float32", weight_dtype="fp8_e4m3fn")
+
+
+def test_single_file_ar_is_the_streamed_fp8_model(fixture_dir, tmp_path, capsys):
+    """`nexus-gen convert Nexus-GenV2 --out F.safetensors`: one file, loaded like the folder, bit for bit the fp8
+    model the folder loads into (weights, scales, pre-divided biases, embeddings)."""
+    from nexus_core.ar.checkpoint import is_single_file_ar
+    from nexus_core.cli.commands import main
+
+    out = tmp_path / "nexus_gen_ar-fp8_e4m3fn.safetensors"
+    assert main(["convert", str(fixture_dir / "nexus"), "--out", str(out)]) == 0
+    assert is_single_file_ar(out) and not is_single_file_ar(fixture_dir / "nexus" / "model.safetensors.index.json")
+    folder = load_ar(fixture_dir / "nexus", "cpu", "bfloat16", weight_dtype="fp8_e4m3fn")
+    single = load_ar(out, "cpu", "bfloat16")
+    _same_model(folder, single)
+    req = [generation_request("a red fox in the snow", "en")]
+    assert torch.equal(predict(folder, req, mode="reference").embeddings,
+                       predict(single, req, mode="reference").embeddings)
+    assert single.checkpoint.where == out and single.tokenizer("a red fox").input_ids == \
+        folder.tokenizer("a red fox").input_ids
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--dtype", "bf16"], "converts to one file with fp8_e4m3fn or fp8_e5m2"),
+    (["--layout", "gguf"], "--layout is for decoders"),
+    (["--dtype", "fp8_e5m2", "--out-suffix", ".gguf"], "give --out a .safetensors name, not x.gguf"),
+])
+def test_single_file_convert_refusals(tiny_root, tmp_path, capsys, argv, message):
+    from nexus_core.cli.commands import main
+    suffix = argv[argv.index("--out-suffix") + 1] if "--out-suffix" in argv else ".safetensors"
+    argv = argv[:argv.index("--out-suffix")] if "--out-suffix" in argv else argv
+    out = tmp_path / f"x{suffix}"
+    assert main(["convert", str(tiny_root / "Nexus-GenV2"), "--out", str(out), *argv]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_a_single_file_ar_that_is_cut_short(tiny_root, tmp_path):
+    from nexus_core.cli.commands import main
+    out = tmp_path / "ar.safetensors"
+    assert main(["convert", str(tiny_root / "Nexus-GenV2"), "--out", str(out)]) == 0
+    out.write_bytes(out.read_bytes()[:-100])
+    with pytest.raises(NexusError, match="truncated"):
+        load_ar(out, "cpu", "float32")

@@ -1,29 +1,50 @@
-"""Find and validate the files of a Nexus-Gen AR folder before anything heavy is loaded."""
+"""Find and validate the files of a Nexus-Gen AR, a folder as published or one file made by `nexus-gen convert`,
+before anything heavy is loaded.
+
+The single file holds the model's tensors (Linear weights already in fp8 with their row scales) and, in its header's
+metadata, the folder's small files (config, generation config, chat template, tokenizer). Those are unpacked into
+a private temporary folder once per file version, so everything downstream reads a folder as usual.
+"""
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import NexusError
 from ..files.json_file import read_json
-from ..files.safetensors_check import tensor_names
+from ..files.safetensors_check import read_header, tensor_names
 
 VISION_HEAD = "vision_head.weight"
 PREFILL_TABLE = "image_prefill_embeds.weight"
+SINGLE_FILE_FORMAT = "nexus-gen-ar"
+FILE_PREFIX = "file/"  # metadata keys of the folder's small files in a single-file AR
+SMALL_FILES = ("config.json", "generation_config.json", "chat_template.json", "chat_template.jinja",
+               "preprocessor_config.json", "tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json",
+               "added_tokens.json", "special_tokens_map.json")
 
 
 @dataclass
 class ArCheckpoint:
-    folder: Path
+    folder: Path  # the folder with config, tokenizer and chat template (unpacked, for a single file)
     config: dict
     shards: list[Path]
     # tensor name -> shard holding it (only the two Nexus tensors are needed by name)
     nexus_tensors: dict[str, Path] = field(default_factory=dict)
     generation_config: dict = field(default_factory=dict)
+    source: Path | None = None  # the single file, when the AR is one
+    stored_as: str | None = None  # "fp8_e4m3fn" / "fp8_e5m2": a single file's Linear weights are stored quantized
 
     @property
     def version(self) -> int:
         return 2 if PREFILL_TABLE in self.nexus_tensors else 1
+
+    @property
+    def where(self) -> Path:
+        """What to name in messages: the file the user chose, or the folder."""
+        return self.source or self.folder
 
 
 def _is_qwen25vl(config: dict) -> bool:
@@ -32,8 +53,11 @@ def _is_qwen25vl(config: dict) -> bool:
 
 
 def inspect_ar_folder(folder) -> ArCheckpoint:
-    """Check config, shards and the Nexus tensors; raise NexusError naming the first problem found."""
+    """Check config, shards, tokenizer and the Nexus tensors of an AR folder (or a single-file AR); raise
+    NexusError naming the first problem found."""
     folder = Path(folder)
+    if folder.is_file():
+        return inspect_ar_file(folder)
     if not folder.is_dir():
         raise NexusError(f"Nexus-Gen model folder not found: {folder} (expected a Nexus-GenV2 folder with config.json)")
     config = read_json(folder / "config.json", "a Qwen2.5-VL config (model_type 'qwen2_5_vl')")
@@ -139,3 +163,75 @@ def _check_tokenizer(folder: Path, config: dict) -> None:
     if rows is not None and top >= rows:
         raise NexusError(f"The tokenizer in {folder} has token ids up to {top}, but the model has only {rows} "
                          "embedding rows (config.json's vocab_size): the tokenizer comes from another model")
+
+
+def is_single_file_ar(path) -> bool:
+    """Whether `path` is a single-file AR (its safetensors header says so); False for anything unreadable."""
+    try:
+        return (read_header(path).get("__metadata__") or {}).get("format") == SINGLE_FILE_FORMAT
+    except (NexusError, OSError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def _unpacked(path: Path, meta: dict) -> Path:
+    """A private folder holding the single file's small files, made once per file version (a few MB)."""
+    st = path.stat()
+    tag = hashlib.sha1(f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / f"nexus-gen-ar-{tag}"
+    if not (folder / ".complete").is_file():
+        part = Path(tempfile.mkdtemp(prefix=f".nexus-gen-ar-{tag}-"))
+        for key, text in meta.items():
+            name = key[len(FILE_PREFIX):]
+            if key.startswith(FILE_PREFIX) and name in SMALL_FILES:
+                (part / name).write_text(text, encoding="utf-8")
+        (part / ".complete").write_text("")
+        try:
+            os.replace(part, folder)
+        except OSError:  # another process unpacked it meanwhile: use theirs
+            import shutil
+            shutil.rmtree(part, ignore_errors=True)
+    return folder
+
+
+def inspect_ar_file(path) -> ArCheckpoint:
+    """A single-file AR (`nexus-gen convert AR_FOLDER --out F.safetensors`): header, unpacked small files, tokenizer."""
+    path = Path(path)
+    header = read_header(path)  # refuses truncated files
+    meta = header.get("__metadata__") or {}
+    if meta.get("format") != SINGLE_FILE_FORMAT:
+        raise NexusError(f"{path} is not a Nexus-Gen AR file (made by `nexus-gen convert` from the Nexus-GenV2 folder); "
+                         "give the Nexus-GenV2 folder itself")
+    folder = _unpacked(path, meta)
+    config = read_json(folder / "config.json", f"a Qwen2.5-VL config inside {path.name}")
+    if not _is_qwen25vl(config):
+        raise NexusError(f"{path} holds a config for model_type={config.get('model_type')!r}, not Qwen2.5-VL")
+    names = {k for k in header if k != "__metadata__"}
+    if VISION_HEAD not in names:
+        raise NexusError(f"{path} has no '{VISION_HEAD}': not a Nexus-Gen AR")
+    gen_path = folder / "generation_config.json"
+    gen = read_json(gen_path, "a generation config") if gen_path.is_file() else {}
+    check_tokenizer(folder, config)
+    found = {k: path for k in (VISION_HEAD, PREFILL_TABLE) if k in names}
+    stored = meta.get("weight_dtype")
+    return ArCheckpoint(folder, config, [path], found, gen, source=path,
+                        stored_as=stored if stored in ("fp8_e4m3fn", "fp8_e5m2") else None)
+
+
+def single_file_metadata(folder: Path, weight_dtype: str, compute_dtype: str) -> dict[str, str]:
+    """What a single-file AR carries besides its tensors: its format and the folder's small files."""
+    meta = {"format": SINGLE_FILE_FORMAT, "version": "1", "weight_dtype": weight_dtype,
+            "compute_dtype": compute_dtype, "source": Path(folder).name}
+    for name in SMALL_FILES:
+        if (Path(folder) / name).is_file():
+            meta[FILE_PREFIX + name] = (Path(folder) / name).read_text(encoding="utf-8")
+    return meta
+
+
+def write_ar_file(state: dict, folder, out, weight_dtype: str, compute_dtype: str, overwrite: bool = False) -> Path:
+    """Write a loaded AR's tensors (`state`: its module tree's state dict, fp8 Linears with their scales) and the
+    folder's small files as one safetensors file, one tensor at a time, atomically."""
+    from ..files.safetensors_write import write_safetensors_streamed
+
+    entries = [(k, tuple(v.shape), v.dtype, state.__getitem__) for k, v in state.items()]
+    return write_safetensors_streamed(out, entries, single_file_metadata(Path(folder), weight_dtype, compute_dtype),
+                                      overwrite=overwrite)

@@ -17,9 +17,9 @@ from safetensors import safe_open
 from ..errors import NexusError
 from ..loading.hf_quiet import quiet_transformers
 from ..loading.meta_init import parameters_on_meta
-from ..loading.streamed import empty_fp8_linears, fill_from_shards
+from ..loading.streamed import empty_fp8_linears, fill_from_shards, take_prequantized
 from ..memory.devices import pick_device, pick_dtype
-from ..memory.fp8 import ScaledFp8Linear, fp8_dtype, store_linears_fp8
+from ..memory.fp8 import FP8_DTYPES, ScaledFp8Linear, fp8_dtype, store_linears_fp8
 from .checkpoint import PREFILL_TABLE, VISION_HEAD, ArCheckpoint, inspect_ar_folder
 from .prompts import ChatFormatter
 from .sampling import SamplingConfig
@@ -184,9 +184,13 @@ def load_ar(folder, device=None, dtype=None, attn_implementation: str = "sdpa", 
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
     storage = fp8_dtype(weight_dtype)
+    if ckpt.stored_as is not None:  # a single file stores its Linears quantized: they load as they are
+        if storage not in (None, fp8_dtype(ckpt.stored_as)):
+            log.warning("%s is stored in %s: loading it so (not %s)", ckpt.where, ckpt.stored_as, weight_dtype)
+        storage = fp8_dtype(ckpt.stored_as)
     try:
         with quiet_transformers():
-            if storage is not None and stream:
+            if storage is not None and (stream or ckpt.source is not None):
                 model, head, table = _load_streamed(ckpt, dt, storage, attn_implementation)
             else:
                 model, info = Qwen2_5_VLForConditionalGeneration.from_pretrained(
@@ -201,7 +205,7 @@ def load_ar(folder, device=None, dtype=None, attn_implementation: str = "sdpa", 
     except NexusError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise NexusError(f"Could not load the Qwen2.5-VL model in {ckpt.folder}: {e}") from e
+        raise NexusError(f"Could not load the Qwen2.5-VL model in {ckpt.where}: {e}") from e
     if table is None:
         log.info("%s has no %s: Nexus-Gen V1 behaviour (image-pad embedding at every slot)", folder, PREFILL_TABLE)
     d = model.config.text_config.hidden_size
@@ -211,7 +215,7 @@ def load_ar(folder, device=None, dtype=None, attn_implementation: str = "sdpa", 
     formatter = ChatFormatter.from_folder(ckpt.folder, tokenizer)
     head_module = head if isinstance(head, torch.nn.Module) else _head(head)
     ar = NexusAR(model, tokenizer, formatter, ckpt, head_module, _table(table), dtype=dt)
-    if storage is not None and not stream:
+    if storage is not None and not stream and ckpt.source is None:
         n = store_linears_fp8(model, storage)
         log.info("stored %d Linear layers in %s (per-row scales), computing in %s", n, storage, dt)
     return ar.to(dev)
@@ -238,7 +242,7 @@ def _load_streamed(ckpt: ArCheckpoint, dt: torch.dtype, storage: torch.dtype, at
     try:
         config = Qwen2_5_VLConfig.from_pretrained(str(ckpt.folder), local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise NexusError(f"Could not read the Qwen2.5-VL config in {ckpt.folder}: {e}") from e
+        raise NexusError(f"Could not read the Qwen2.5-VL config of {ckpt.where}: {e}") from e
     config._attn_implementation = attn_implementation
     with parameters_on_meta(dt):
         model = Qwen2_5_VLForConditionalGeneration(config)
@@ -247,16 +251,35 @@ def _load_streamed(ckpt: ArCheckpoint, dt: torch.dtype, storage: torch.dtype, at
     head = ScaledFp8Linear.shell(d, d, False)
     found: dict[str, torch.Tensor] = {}
 
+    prequantized = ckpt.stored_as is not None
+
     def take_head(stored):
         check_nexus_shapes(d, stored.shape)
-        head.take_weight(stored, storage, dt)
+        if prequantized:
+            take_prequantized(head, VISION_HEAD, "weight", stored, storage, dt)
+        else:
+            head.take_weight(stored, storage, dt)
         found[VISION_HEAD] = True
 
-    aside = {VISION_HEAD: take_head, PREFILL_TABLE: lambda stored: found.__setitem__(PREFILL_TABLE, stored.read().to(dt))}
-    fill_from_shards(model, ckpt.shards, dt, storage, module_name, aside, str(ckpt.folder))
-    if VISION_HEAD not in found:
-        raise NexusError(f"{ckpt.folder} has no {VISION_HEAD}")
+    aside = {VISION_HEAD: take_head, PREFILL_TABLE: lambda stored: found.__setitem__(PREFILL_TABLE, stored.read().to(dt)),
+             "vision_head.weight_scale": lambda stored: take_prequantized(head, "vision_head.weight_scale",
+                                                                          "weight_scale", stored, storage, dt)}
+    fill_from_shards(model, ckpt.shards, dt, storage, module_name, aside, str(ckpt.where), prequantized)
+    if VISION_HEAD not in found or head.weight_scale is None:
+        raise NexusError(f"{ckpt.where} has no {VISION_HEAD} (or its row scales)")
     return model, head, found.get(PREFILL_TABLE)
+
+
+def save_ar_file(ar: NexusAR, out, overwrite: bool = False) -> Path:
+    """One safetensors file holding a loaded AR as it is in memory (fp8 Linears with their row scales, the rest in
+    its compute dtype) and its folder's small files: what `nexus-gen convert AR_FOLDER --out F.safetensors` writes,
+    and what load_ar takes like a folder."""
+    from .checkpoint import write_ar_file
+
+    dtypes = {m.weight.dtype for m in ar.model.modules() if isinstance(m, ScaledFp8Linear)}
+    stored = next((name for name, dt in FP8_DTYPES.items() if dt in dtypes), "default")
+    return write_ar_file(ar.model.state_dict(), ar.checkpoint.folder, out, stored,
+                         str(ar.dtype).replace("torch.", ""), overwrite=overwrite)
 
 
 def _check_loading_info(ckpt: ArCheckpoint, info: dict) -> None:

@@ -58,13 +58,17 @@ def check_settings(a) -> None:
 
 
 def _check_inputs(a) -> None:
-    if getattr(a, "model", None) is not None and not Path(a.model).is_dir():
+    if getattr(a, "model", None) is not None and not Path(a.model).is_dir() and not Path(a.model).is_file():
         raise NexusError(f"Nexus-Gen model folder not found: {a.model} (expected a Nexus-GenV2 folder with "
-                         "config.json)")
+                         "config.json, or a file made from one by `nexus-gen convert`)")
     if getattr(a, "image", None) is not None:
         from ..images.read import check_image_file
         check_image_file(a.image)
-    if getattr(a, "decoder", None) is not None and not Path(a.decoder).is_file():
+    if a.command == "convert" and Path(a.decoder).is_dir():
+        if not (Path(a.decoder) / "config.json").is_file():
+            raise NexusError(f"{a.decoder} is a folder without config.json: give the Nexus-GenV2 folder (to make one "
+                             "fp8 file of its AR) or a decoder .bin")
+    elif getattr(a, "decoder", None) is not None and not Path(a.decoder).is_file():
         raise NexusError(f"Decoder file not found: {a.decoder} (expected generation_decoder.bin, edit_decoder.bin "
                          "or a file made by `nexus-gen convert`)")
     if getattr(a, "flux", None) is not None:
@@ -95,7 +99,17 @@ def _check_outputs(a) -> None:
             check_output(a.save_latents, "--save-latents", sources=sources)
     elif a.command == "convert":  # the source exists: _check_inputs saw to it
         from ..decoder.convert import check_suffix
-        check_suffix(a.out, a.layout)
+        if Path(a.decoder).is_dir():
+            if a.dtype not in (None, "fp8_e4m3fn", "fp8_e5m2"):
+                raise NexusError(f"--dtype {a.dtype}: the AR folder converts to one file with fp8_e4m3fn or fp8_e5m2 "
+                                 "Linear weights (the folder itself is its 16-bit form)")
+            if a.layout != "comfyui":
+                raise NexusError("--layout is for decoders: the AR folder converts to one .safetensors file")
+            if Path(a.out).suffix.lower() != ".safetensors":
+                raise NexusError(f"the AR converts to one safetensors file: give --out a .safetensors name, not "
+                                 f"{Path(a.out).name}")
+        else:
+            check_suffix(a.out, a.layout)
         if same_file(a.decoder, a.out):
             raise NexusError(f"--out {a.out} is the source file {a.decoder} (or a link to it): converting would "
                              "destroy the source; choose another output name")

@@ -10,6 +10,7 @@ import contextlib
 import os
 import re
 import signal
+from pathlib import Path
 import sys
 import threading
 import time
@@ -230,10 +231,8 @@ def _run_decode(a, kind, embeds, reference=None, texts=(), ar=None, timings=None
 
 
 def _ar_config(model_dir):
-    import json
-    from pathlib import Path
-    p = Path(model_dir) / "config.json"
-    return json.loads(p.read_text()) if p.is_file() else None
+    from ..ar.checkpoint import inspect_ar_folder
+    return inspect_ar_folder(model_dir).config
 
 
 def _embed_then_decode(a, kind, make_requests, reference=None):
@@ -289,6 +288,16 @@ def cmd_convert(a):
         if i == n or i % 50 == 0:
             print(f"\r{i}/{n} tensors", end="" if i < n else "\n", file=sys.stderr, flush=True)
 
+    if Path(a.decoder).is_dir():  # the AR folder -> one fp8 file (loaded tensor by tensor, then written)
+        from ..ar import load_ar
+        from ..ar.model import save_ar_file
+
+        dtype = a.dtype or "fp8_e4m3fn"
+        ar = load_ar(a.decoder, "cpu", "bfloat16", weight_dtype=dtype)
+        out = save_ar_file(ar, a.out, overwrite=a.overwrite)
+        print(f"wrote {out} ({out.stat().st_size / 2**30:.2f} GiB, the AR with {dtype} Linear weights, one file) "
+              f"in {time.perf_counter() - t:.1f}s")
+        return
     dtype = a.dtype or ("Q8_0" if a.layout == "gguf" else "bf16")
     out = convert_decoder(a.decoder, a.out, a.layout, dtype, on_tensor=progress, overwrite=a.overwrite)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, {a.layout} layout, {dtype}) "
@@ -402,8 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
     _decode_args(s, GENERATION)
     s.set_defaults(func=cmd_variation)
 
-    s = command("convert", "decoder .bin -> .safetensors (ComfyUI or diffusers layout) or GGUF, streamed")
-    s.add_argument("decoder", help="the original decoder file (generation_decoder.bin or edit_decoder.bin)")
+    s = command("convert", "decoder .bin -> .safetensors (ComfyUI or diffusers layout) or GGUF, streamed; or the AR "
+                           "folder -> one fp8 .safetensors file (half the disk, loads in about half the time)")
+    s.add_argument("decoder", metavar="SOURCE",
+                   help="the original decoder file (generation_decoder.bin or edit_decoder.bin), or the Nexus-GenV2 "
+                        "folder (its AR as one file with fp8_e4m3fn or fp8_e5m2 Linear weights)")
     s.add_argument("--out", required=True, help="output .safetensors (or .gguf) file; never the source, never an "
                                                 "existing file unless --overwrite")
     s.add_argument("--layout", choices=["comfyui", "diffusers", "gguf"], default="comfyui",

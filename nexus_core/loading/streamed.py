@@ -31,6 +31,23 @@ def empty_fp8_linears(model: torch.nn.Module) -> int:
     return count
 
 
+def take_prequantized(module: ScaledFp8Linear, name: str, leaf: str, stored, storage, dtype) -> None:
+    """One tensor of an fp8 layer stored as such: the weight (in `storage`), its row scales, the divided bias."""
+    if leaf == "weight":
+        check_shape(name, stored.shape, (module.out_features, module.in_features))
+        if stored.dtype != storage:
+            raise NexusError(f"{name} is stored as {stored.dtype}, not {storage}: the file is damaged")
+        module.weight = torch.nn.Parameter(stored.read(), requires_grad=False)
+    elif leaf == "weight_scale":
+        check_shape(name, stored.shape, (module.out_features,))
+        module.weight_scale = stored.read().float()
+    elif leaf == "bias" and module.bias is not None:
+        check_shape(name, stored.shape, (module.out_features,))
+        module.bias = torch.nn.Parameter(stored.read().to(dtype), requires_grad=False)
+    else:
+        raise NexusError(f"unexpected tensor {name} in an fp8 layer")
+
+
 def trim_heap() -> None:
     """Hand freed heap memory back to the system (glibc keeps it otherwise: a load's many freed temporaries would
     stay in the process's RSS). Harmless where there is no glibc."""
@@ -47,12 +64,13 @@ def check_shape(name: str, have, want) -> None:
 
 def fill_from_shards(model: torch.nn.Module, shards, dtype: torch.dtype, storage: torch.dtype | None,
                      rename: Callable[[str], str], aside: dict[str, Callable[[torch.Tensor], None]],
-                     what: str) -> None:
+                     what: str, prequantized: bool = False) -> None:
     """Give every meta parameter of `model` its tensor from `shards` (safetensors files), cast to `dtype`; empty
     ScaledFp8Linear layers quantize theirs to `storage` as they arrive, a block of rows at a time. `rename` maps a
     checkpoint name to the parameter's path; names in `aside` go to their callback instead (as a StoredTensor:
-    `.read()` or `.read_rows(i, j)`). Anything missing, unexpected or of another
-    shape is a NexusError naming it."""
+    `.read()` or `.read_rows(i, j)`). prequantized: the shards already hold the fp8 weights, their
+    `weight_scale` and the pre-divided biases (a single-file AR), taken as they are. Anything missing, unexpected
+    or of another shape is a NexusError naming it."""
     holders = dict(model.named_modules())
     pending_bias: dict[str, torch.Tensor] = {}
     unexpected: list[str] = []
@@ -60,6 +78,9 @@ def fill_from_shards(model: torch.nn.Module, shards, dtype: torch.dtype, storage
     def place(name: str, stored) -> None:
         owner, _, leaf = name.rpartition(".")
         module = holders.get(owner)
+        if prequantized and isinstance(module, ScaledFp8Linear):
+            take_prequantized(module, name, leaf, stored, storage, dtype)
+            return
         if module is None or leaf not in module._parameters:
             unexpected.append(name)
             return
@@ -89,6 +110,8 @@ def fill_from_shards(model: torch.nn.Module, shards, dtype: torch.dtype, storage
         trim_heap()
     missing = {n for n, p in model.named_parameters() if p.device.type == "meta"}
     missing |= {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, ScaledFp8Linear) and m.weight is None}
+    missing |= {f"{n}.weight_scale" for n, m in model.named_modules()
+                if isinstance(m, ScaledFp8Linear) and m.weight is not None and m.weight_scale is None}
     missing |= {f"{n}.bias" for n in pending_bias}
     if missing or unexpected:
         raise NexusError(f"The weights in {what} do not match its config: missing {sorted(missing)[:8]}, "
