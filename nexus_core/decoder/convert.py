@@ -156,5 +156,6 @@ def _convert_gguf(src, out, qtype, on_tensor, should_stop, overwrite) -> Path:
     meta = {"format": FORMAT, "version": VERSION, "kind": dec.kind, "layout": "comfyui", "dtype": qtype,
             "source": Path(src).name}
     with atomic_write(out, overwrite) as tmp:
-        write_gguf(plan, tmp, dec.kind, qtype, meta, on_tensor=on_tensor, should_stop=should_stop)
+        write_gguf(plan, tmp, dec.kind, qtype, meta, on_tensor=on_tensor, should_stop=should_stop,
+                   done_with=_release)
     return out

@@ -62,9 +62,11 @@ def _nbytes(shape, t, gguf) -> tuple[tuple[int, ...], np.dtype, int]:
     return byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape))
 
 
-def write_gguf(plan, out: Path, kind: str, qtype: str, metadata: dict, on_tensor=None, should_stop=None):
+def write_gguf(plan, out: Path, kind: str, qtype: str, metadata: dict, on_tensor=None, should_stop=None,
+               done_with=None):
     """`plan`: [(ComfyUI name or projector name, source tensor, slicer, dtype)] from the converter; projector
-    entries are recognised by their adapter./embedding_merger. names. Writes `out` (the caller renames)."""
+    entries are recognised by their adapter./embedding_merger. names. Writes `out` (the caller renames).
+    `done_with(tensor)` is called once a source tensor is written (the converter drops its file pages)."""
     gguf = _gguf()
     if qtype not in GGUF_TYPES:
         raise NexusError(f"Unknown GGUF type {qtype!r}: use one of {', '.join(GGUF_TYPES)}")
@@ -94,6 +96,9 @@ def write_gguf(plan, out: Path, kind: str, qtype: str, metadata: dict, on_tensor
                 raise NexusCancelled("conversion cancelled")
             arr = (sl(t) if sl else t).float().numpy()
             writer.write_tensor_data(_encode(arr, gt, gguf))
+            del arr
+            if done_with is not None:
+                done_with(t)
             if on_tensor is not None:
                 on_tensor(i + 1, len(entries))
     finally:

@@ -7,8 +7,10 @@ are the kernel's cache, which it can drop.
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -20,6 +22,25 @@ from .safetensors_check import read_header
 DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
           "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
+
+
+def prefer_huge_pages(t: torch.Tensor) -> None:
+    """Ask Linux to back a large fresh tensor with 2 MB pages: the first write to each 4 KB page is a fault
+    (zeroing included), which doubled the cost of filling an 8.9 GB fp8 model (measured: 30 -> 18 ms a block).
+    Harmless where refused or not Linux."""
+    n = t.numel() * t.element_size()
+    if n < 64 << 20 or not sys.platform.startswith("linux"):
+        return
+    page = 2 << 20
+    start = (t.data_ptr() + page - 1) // page * page
+    end = (t.data_ptr() + n) // page * page
+    try:
+        ctypes.CDLL(None, use_errno=True).madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), 14)
+    except (OSError, AttributeError):  # 14 = MADV_HUGEPAGE
+        pass
+
+
+CHUNK = 64 << 20  # bytes per read call: whole-tensor reads of a GB were half as fast here
 
 
 class StoredTensor:
@@ -40,6 +61,7 @@ class StoredTensor:
 
     def read(self) -> torch.Tensor:
         t = torch.empty(self.shape, dtype=self.dtype)
+        prefer_huge_pages(t)
         self._read_into(t, self.offset)
         return t
 
@@ -50,8 +72,8 @@ class StoredTensor:
         view = memoryview(t.view(-1).view(torch.uint8).numpy())
         self._f.seek(at)
         got = 0
-        while got < n:  # readinto may return short reads on some file systems
-            more = self._f.readinto(view[got:])
+        while got < n:  # in chunks; readinto may also return short reads on some file systems
+            more = self._f.readinto(view[got:got + CHUNK])
             if not more:
                 raise NexusError(f"{self.path} ended inside tensor {self.name}: the file is truncated")
             got += more

@@ -26,7 +26,8 @@ def write_safetensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str
                                       metadata)
 
 
-def write_safetensors_streamed(path, entries, metadata: dict[str, str] | None = None, on_tensor=None) -> Path:
+def write_safetensors_streamed(path, entries, metadata: dict[str, str] | None = None, on_tensor=None,
+                               overwrite: bool = True) -> Path:
     """Write a safetensors file one tensor at a time: `entries` is [(name, shape, dtype, make)] and `make(name)`
     returns that tensor when its turn comes, so only one tensor is in memory at once. The header is computed from
     the shapes first. Entries keep their order except that wider dtypes come first (stable), so every tensor starts
@@ -42,7 +43,7 @@ def write_safetensors_streamed(path, entries, metadata: dict[str, str] | None = 
     raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     raw += b" " * (-len(raw) % 8)
     path = Path(path)
-    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+    with atomic_write(path, overwrite) as tmp, open(tmp, "wb") as f:
         f.write(len(raw).to_bytes(8, "little"))
         f.write(raw)
         for i, (name, shape, dtype, make) in enumerate(entries):

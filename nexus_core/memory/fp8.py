@@ -9,12 +9,10 @@ A host (ComfyUI's cast-on-demand ops) can therefore cast `weight` like any other
 """
 from __future__ import annotations
 
-import ctypes
-import sys
-
 import torch
 
 from ..errors import NexusError
+from ..files.safetensors_read import prefer_huge_pages
 
 FP8_DTYPES = {"fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
 
@@ -47,22 +45,6 @@ def row_scales(weight: torch.Tensor, dtype: torch.dtype, compute: torch.dtype | 
     w = weight.detach()
     return torch.cat([_scales_of(w[i:i + ROWS_AT_ONCE].to(compute or w.dtype), dtype)
                       for i in range(0, w.shape[0], ROWS_AT_ONCE)])
-
-
-def prefer_huge_pages(t: torch.Tensor) -> None:
-    """Ask Linux to back a large fresh tensor with 2 MB pages: the first write to each 4 KB page is a fault
-    (zeroing included), which doubled the cost of filling an 8.9 GB fp8 model (measured: 30 -> 18 ms a block).
-    Harmless where refused or not Linux."""
-    n = t.numel() * t.element_size()
-    if n < 64 << 20 or not sys.platform.startswith("linux"):
-        return
-    page = 2 << 20
-    start = (t.data_ptr() + page - 1) // page * page
-    end = (t.data_ptr() + n) // page * page
-    try:
-        ctypes.CDLL(None, use_errno=True).madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), 14)
-    except (OSError, AttributeError):  # 14 = MADV_HUGEPAGE
-        pass
 
 
 def quantize_rows(read_rows, shape: tuple[int, int], dtype: torch.dtype, compute: torch.dtype,
