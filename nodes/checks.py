@@ -35,6 +35,11 @@ def decoder_file(folder_paths, decoder: str, gguf: bool = False):
     name = path.lower()
     if name.endswith(".bin") and not zipfile.is_zipfile(path):
         return f"decoder: {path} is not a torch checkpoint, or it is truncated: download it again"
+    if name.endswith((".bin", ".safetensors", ".sft")):
+        problem = _decoder_problem(path)
+        if problem:
+            return f"decoder: {problem}"
+        return True
     if name.endswith(".gguf"):
         if not gguf:
             return ("decoder: a GGUF holds a quantized DiT for a GGUF loader: load it with Unet Loader (GGUF) + "
@@ -42,12 +47,26 @@ def decoder_file(folder_paths, decoder: str, gguf: bool = False):
         with open(path, "rb") as f:
             if f.read(4) != b"GGUF":
                 return f"decoder: {path} is not a GGUF file"
-    elif name.endswith((".safetensors", ".sft")):
-        try:
-            read_header(path)
-        except NexusError as e:
-            return f"decoder: {e}"
     return True
+
+
+_DECODERS_SEEN: dict = {}
+
+
+def _decoder_problem(path: str) -> str | None:
+    """What is wrong with a decoder file's keys and shapes (read from the mapped file, no tensor data), or None;
+    remembered per file version, as validation runs for every queued prompt."""
+    from ..nexus_core.decoder import read_decoder
+
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _DECODERS_SEEN:
+        try:
+            read_decoder(path)
+            _DECODERS_SEEN[key] = None
+        except NexusError as e:
+            _DECODERS_SEEN[key] = str(e)
+    return _DECODERS_SEEN[key]
 
 
 def text_encoder_file(folder_paths, name: str, input_name: str):

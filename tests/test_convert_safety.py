@@ -92,15 +92,17 @@ def test_killed_conversion_temp_is_removed_by_the_next_run(src, tmp_path):
     assert p.returncode == -signal.SIGKILL
     stale = [f for f in tmp_path.iterdir() if f.name.endswith(".partial")]
     assert len(stale) == 1 and stale[0].name.startswith(".d.safetensors.") and not out.exists()
-    # things that look alike but are not ours to remove: a live process's temp, other targets', other names
+    # a dead run's temp of another output in the folder goes too (convert clears the folder of killed runs' temps);
+    # things that look alike but are not ours to remove stay: a live process's temp, other names
+    dead_other = tmp_path / ".e.safetensors.999999999.partial"
     live = tmp_path / f".d.safetensors.{os.getppid()}.partial"
-    others = [live, tmp_path / ".e.safetensors.999999999.partial", tmp_path / "d.safetensors.partial",
-              tmp_path / ".d.safetensors.notapid.partial", tmp_path / "notes.partial"]
-    for f in others:
+    others = [live, tmp_path / "d.safetensors.partial", tmp_path / ".d.safetensors.notapid.partial",
+              tmp_path / "notes.partial"]
+    for f in others + [dead_other]:
         f.write_text("not yours")
     assert main(["convert", str(src), "--out", str(out)]) == 0
     assert read_decoder(out).kind == "generation"
-    assert not stale[0].exists()
+    assert not stale[0].exists() and not dead_other.exists()
     assert all(f.read_text() == "not yours" for f in others)
 
 

@@ -73,7 +73,7 @@ def test_seed_range_is_comfyuis_and_torch_takes_all_of_it():
     (dict(temperature=math.inf), "temperature must be a finite number"),
     (dict(top_k=-1), "top_k must be at least 0, got -1"),
     (dict(top_k=2.5), "top_k must be a whole number"),
-    (dict(repetition_penalty=0), "repetition_penalty must be greater than 0"),
+    (dict(repetition_penalty=0), r"repetition_penalty must be in \[0.001, 1000\], got 0"),
     (dict(max_new_tokens=0), "max_new_tokens must be at least 1, got 0"),
 ])
 def test_sampling_messages_name_the_setting(kw, msg):

@@ -34,7 +34,7 @@ class Client:
             payload["extra_data"] = {"extra_pnginfo": {"workflow": workflow}}
         return self.post("/prompt", payload)
 
-    def wait(self, prompt_id: str, timeout: float = 300) -> dict:
+    def wait(self, prompt_id: str, timeout: float = 1800) -> dict:
         end = time.time() + timeout
         while time.time() < end:
             hist = self.get(f"/history/{prompt_id}")
@@ -45,7 +45,7 @@ class Client:
             time.sleep(0.3)
         raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout}s")
 
-    def run(self, prompt: dict, workflow: dict | None = None, timeout: float = 300) -> dict:
+    def run(self, prompt: dict, workflow: dict | None = None, timeout: float = 1800) -> dict:
         code, body = self.queue(prompt, workflow)
         if code != 200:
             raise RuntimeError(f"/prompt refused the graph ({code}): {json.dumps(body)[:2000]}")

@@ -45,14 +45,15 @@ def error_of(entry) -> dict:
 
 
 def test_pack_imports_cleanly_and_fast(comfy_server):
-    _, _, log = comfy_server
+    client, _, log = comfy_server
     text = log.read_text()
     assert not re.search(r"IMPORT FAILED.*Nexus-Gen", text), text[-3000:]
     assert "Cannot import" not in "".join(line for line in text.splitlines() if "Nexus-Gen" in line)
     plain = re.sub(r"\x1b\[[0-9;]*m", "", text)  # 0.13+ hosts colour their log lines
     times = [float(m.group(1)) for m in re.finditer(r"^(?:\[\w+\]\s*)?\s*([\d.]+) seconds.*ComfyUI-Nexus-Gen", plain,
                                                     re.M)]
-    assert times and times[0] < 0.5, times
+    # a share of the host's own start-up (both stretch alike on a loaded machine), not a wall time
+    assert times and times[0] < 0.05 * client.started_in, (times, client.started_in)
 
 
 def test_object_info_lists_every_node_with_tooltips(object_info):
@@ -131,6 +132,37 @@ def cli_latents(args: list, tmp_path) -> torch.Tensor:
     return load_file(str(out))["latents"].float() / 0.3611 + 0.1159
 
 
+def test_editing_decoder_as_gguf(comfy_server, object_info):
+    """The editing decoder converts to GGUF like the generation decoder (`nexus-gen convert edit_decoder.bin
+    --layout gguf`): Unet Loader (GGUF) + Projector Loader + Model Patch run the editing workflow, editing ids
+    and the reference embeddings included, and give the latents of the unquantized decoder (F16 GGUF)."""
+    from nexus_core.decoder.convert import convert_to_gguf
+
+    client, base, _ = comfy_server
+    if "UnetLoaderGGUF" not in object_info:
+        pytest.skip("ComfyUI-GGUF is not loaded (set COMFYUI_GGUF to a checkout of city96/ComfyUI-GGUF)")
+    if host_version(client) < (0, 33):
+        pytest.skip("the tiny GGUF DiT loads on 0.33+ only (FLUX detection reads the width from the shapes)")
+    models = base / "models"
+    name = "nexus_gen_edit_decoder-F16.gguf"
+    if not (models / "diffusion_models" / name).is_file():
+        convert_to_gguf(models / "nexus_gen" / "Nexus-GenV2" / "edit_decoder.bin", models / "diffusion_models" / name,
+                        "F16")
+    prompt = shrink(api(REPO / "workflows" / "nexus_gen_edit.json", object_info), steps=2)
+    plain = comfy_latents(client, base, json.loads(json.dumps(prompt)))
+    loader_id = next(k for k, n in prompt.items() if n["class_type"] == "NexusGenDecoderLoader")
+    prompt["700"] = {"class_type": "UnetLoaderGGUF", "inputs": {"unet_name": name}}
+    prompt["701"] = {"class_type": "NexusGenProjectorLoader", "inputs": {"decoder": name}}
+    prompt["702"] = {"class_type": "NexusGenModelPatch", "inputs": {"model": ["700", 0], "projector": ["701", 0]}}
+    for node in prompt.values():
+        for key, value in node["inputs"].items():
+            if isinstance(value, list) and value[0] == loader_id:
+                node["inputs"][key] = ["702", 0] if value[1] == 0 else ["701", 0]
+    del prompt[loader_id]
+    gguf = comfy_latents(client, base, prompt)
+    torch.testing.assert_close(gguf, plain, atol=2e-2, rtol=2e-2)  # F16 storage of a bf16 DiT: rounding only
+
+
 def test_text_to_image_latents_equal_nexus_gen_generate(comfy_server, object_info, tmp_path):
     """The reference-exact workflow gives the latents `nexus-gen generate` gives with the same settings."""
     client, base, _ = comfy_server
@@ -189,23 +221,25 @@ def test_edit_latents_equal_nexus_gen_edit(comfy_server, object_info, tmp_path):
     torch.testing.assert_close(comfy, ours, atol=1e-4, rtol=1e-4)
 
 
-def test_interrupt_stops_within_a_token_and_next_prompt_works(comfy_server, object_info):
+def test_interrupt_stops_within_a_token_and_next_prompt_works(comfy_server, object_info, tmp_path):
+    """Interrupted while it writes (seen on the websocket: its progress has passed 8 tokens), the answer stops
+    within a few tokens: counted in tokens, not seconds, so a loaded machine cannot make it fail."""
+    import os
+    import subprocess
+
     client, _, _ = comfy_server
     prompt = api(REPO / "workflows" / "nexus_gen_understanding.json", object_info)
     ask = next(k for k, n in prompt.items() if n["class_type"] == "NexusGenUnderstand")
     prompt[ask]["inputs"]["max_new_tokens"] = 8192
     prompt[ask]["inputs"]["seed"] = 123  # a fresh cache key
-    code, body = client.queue(prompt)
-    assert code == 200
-    pid = body["prompt_id"]
-    time.sleep(3.0)
-    t = time.time()
-    client.post("/interrupt", {})
-    entry = client.wait(pid, 60)
-    stopped_after = time.time() - t
-    assert "execution_interrupted" in messages(entry), entry["status"]
-    print(f"interrupt took effect after {stopped_after:.2f}s")
-    assert stopped_after < 5, stopped_after
+    (tmp_path / "p.json").write_text(json.dumps(prompt))
+    python = os.environ.get("COMFYUI_PYTHON", "python3")
+    out = subprocess.run([python, str(Path(__file__).parent / "interrupt_probe.py"), client.base,
+                          str(tmp_path / "p.json"), ask, "8"], capture_output=True, text=True, timeout=1800, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"interrupt sent at token {got['at_interrupt']}, highest token seen after it {got['highest']}")
+    assert got["ended"] == "execution_interrupted", got
+    assert got["highest"] - got["at_interrupt"] <= 16, got  # the HTTP round trip plus the token in flight
     ok = client.run(shrink(api(REPO / "workflows" / "nexus_gen_understanding.json", object_info)))
     assert ok["status"]["status_str"] == "success"
 
@@ -270,6 +304,43 @@ def test_truncated_decoder_is_a_node_error(comfy_server, object_info):
     loader = next(n for n in prompt.values() if n["class_type"] == "NexusGenDecoderLoader")
     loader["inputs"]["decoder"] = "broken_generation_decoder.bin"
     _bad(client, prompt, r"broken_generation_decoder.bin.*(truncated|corrupt)", when=("validation",))
+
+
+def _broken_ar(models: Path, name: str, how: str) -> Path:
+    folder = models / "nexus_gen" / name
+    if not folder.exists():
+        shutil.copytree(models / "nexus_gen" / "Nexus-GenV2", folder, ignore=shutil.ignore_patterns("*.bin"))
+        if how == "nan":
+            cfg = folder / "config.json"
+            cfg.write_text(cfg.read_text().replace('"rms_norm_eps": 1e-06', '"rms_norm_eps": NaN'))
+        else:
+            for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
+                (folder / f).unlink(missing_ok=True)
+    return folder
+
+
+@pytest.mark.parametrize("case", ["nan config", "no tokenizer", "wrong-shape decoder tensor"])
+def test_bad_files_are_refused_at_validation_and_the_next_prompt_runs(comfy_server, object_info, case):
+    """Issue #19's node cases: refused when the prompt is queued, named on the node, before anything loads."""
+    client, base, _ = comfy_server
+    models = base / "models"
+    prompt = shrink(api(REPO / "workflows" / "nexus_gen_text_to_image.json", object_info), steps=1)
+    good = json.loads(json.dumps(prompt))
+    if case == "wrong-shape decoder tensor":
+        sd = torch.load(models / "nexus_gen" / "Nexus-GenV2" / "generation_decoder.bin", weights_only=True)
+        sd["pipe.dit.single_blocks.0.to_qkv_mlp.weight"] = sd["pipe.dit.single_blocks.0.to_qkv_mlp.weight"][:-1].clone()
+        torch.save(sd, models / "nexus_gen" / "odd_generation_decoder.bin")
+        next(n for n in prompt.values() if n["class_type"] == "NexusGenDecoderLoader")["inputs"]["decoder"] = \
+            "odd_generation_decoder.bin"
+        pattern = r"pipe\.dit\.single_blocks\.0\.to_qkv_mlp\.weight has shape"
+    else:
+        name = "nan_ar" if case == "nan config" else "no_tokenizer_ar"
+        _broken_ar(models, name, "nan" if case == "nan config" else "tokenizer")
+        next(n for n in prompt.values() if n["class_type"] == "NexusGenARLoader")["inputs"]["model"] = name
+        pattern = r"the number NaN is not finite" if case == "nan config" else r"No tokenizer in"
+    _bad(client, prompt, pattern, when=("validation",))
+    entry = client.run(good)
+    assert entry["status"]["status_str"] == "success", json.dumps(error_of(entry))[:2000]
 
 
 def test_missing_file_is_refused_before_running(comfy_server, object_info):
