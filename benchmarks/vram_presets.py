@@ -25,12 +25,15 @@ GB = 1e9
 PCIE = 20e9  # effective host->GPU bytes/s (PCIe 4.0 x16)
 MFU = 0.45
 STEPS, REPLY_TOKENS = 50, 16
-# (VRAM GB, example card, dense bf16 TFLOP/s with fp32 accumulation, VRAM TB/s)
-CARDS = [(8, "RTX 4060", 15, 0.27), (12, "RTX 4070", 29, 0.5), (16, "RTX 4060 Ti 16 GB", 22, 0.29),
+# (VRAM GB, example card, the card's FP32 TFLOP/s (the rate this model assumes for bf16 work), VRAM TB/s). Time
+# follows the card, not its VRAM: the 16 GB example is the 4070's bigger sibling, so rows do not read as "more VRAM,
+# slower" (a 4060 Ti 16 GB, 22 TFLOP/s, would sit between the 8 and 12 GB rows).
+CARDS = [(8, "RTX 4060", 15, 0.27), (12, "RTX 4070", 29, 0.5), (16, "RTX 4070 Ti SUPER", 44, 0.67),
          (24, "RTX 4090", 83, 1.0), (48, "RTX 6000 Ada", 91, 0.96)]
 # per card: (AR weights, AR device, DiT weights, negative's T5)
 PRESETS = {8: ("fp8_e4m3fn", "default (streamed)", "GGUF Q4_0", "t5xxl fp8 via DualCLIPLoader"),
-           12: ("fp8_e4m3fn", "default", "GGUF Q8_0 / fp8_e4m3fn (streamed)", "t5xxl fp8 via DualCLIPLoader"),
+           12: ("fp8_e4m3fn", "default (streamed)", "fp8_e4m3fn (streamed) or GGUF Q4_0",
+                "t5xxl fp8 via DualCLIPLoader"),
            16: ("fp8_e4m3fn", "default", "fp8_e4m3fn", "t5xxl fp8 via DualCLIPLoader"),
            24: ("default (bf16)", "default", "fp8_e4m3fn", "t5xxl_fp16 (pack or native)"),
            48: ("default (bf16)", "default", "default (bf16)", "t5xxl_fp16 (pack or native)")}
@@ -94,8 +97,8 @@ def main(argv=None):
     print(f"  DiT FLOPs per step (positive + CFG negative): 512^2 {flops[512] / 1e12:.1f} TFLOP, "
           f"1024^2 {flops[1024] / 1e12:.1f} TFLOP")
     print("\nVRAM presets (PREDICTED; generation with the reference's settings: 50 steps, cfg 3):")
-    print("| VRAM | e.g. | AR weight_dtype / device | DiT | T5 for the negative | peak VRAM 512² | peak VRAM 1024² "
-          "| s/image 512² | s/image 1024² |")
+    print("| VRAM | e.g. (FP32 TFLOP/s) | AR weight_dtype / device | DiT | T5 for the negative | peak VRAM 512² "
+          "(predicted) | peak VRAM 1024² (predicted) | s/image 512² (predicted) | s/image 1024² (predicted) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for vram, card, tflops, tbps in CARDS:
         ar_choice, ar_dev, dit_choice, t5_choice = PRESETS[vram]
@@ -114,8 +117,8 @@ def main(argv=None):
             t_load = dit_w / PCIE * (streamed_dit == 0) + ar_w / PCIE * (streamed_ar == 0)  # swap in once per image
             cells.append(f"{peak / GB:.1f} GB" + (" (streams)" if streamed_dit or streamed_ar else ""))
             times.append(f"{t_dit + t_ar + t_load:.0f}")
-        print(f"| {vram} GB | {card} | {ar_choice} / {ar_dev} | {dit_choice} | {t5_choice} | {cells[0]} | {cells[1]} "
-              f"| {times[0]} | {times[1]} |")
+        print(f"| {vram} GB | {card} ({tflops}) | {ar_choice} / {ar_dev} | {dit_choice} | {t5_choice} | {cells[0]} "
+              f"| {cells[1]} | {times[0]} | {times[1]} |")
     print("\nAssumptions: 45 % of the card's dense bf16 peak, 20 GB/s over PCIe, AR and DiT swapped once per image "
           "(ComfyUI keeps both when they fit, then the swap time drops out), T5 encodes once and is cached.")
     return 0

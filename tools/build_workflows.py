@@ -106,13 +106,13 @@ GGUF_LAYOUT = {"Load models": [["ar"], ["te"], ["unet"], ["proj", "patch"], ["va
                "Decode": [["decode", "save"]]}
 
 VRAM = ("**VRAM preset** (AR = AR Model Loader, DiT = Decoder Loader):\n"
-        "- 8 GB: AR `weight_dtype` fp8_e4m3fn (ComfyUI streams what does not fit; or `device` cpu); DiT GGUF Q4_0 "
-        "(see the GGUF workflow)\n"
-        "- 12 GB: AR fp8_e4m3fn; DiT GGUF Q8_0 or fp8_e4m3fn (a part streams)\n"
-        "- 16 GB: AR fp8_e4m3fn; DiT fp8_e4m3fn or default (bf16)\n"
+        "- 8 GB: AR `weight_dtype` fp8_e4m3fn (ComfyUI streams what does not fit; or `device` cpu, about 9 GB of "
+        "RAM); DiT GGUF Q4_0 (see the GGUF workflow; `nexus-gen convert` makes it, for either decoder)\n"
+        "- 12 GB: AR fp8_e4m3fn; DiT fp8_e4m3fn (its last part streams) or GGUF Q4_0\n"
+        "- 16 GB: AR fp8_e4m3fn; DiT fp8_e4m3fn\n"
         "- 24 GB: AR default (bf16); DiT fp8_e4m3fn\n"
         "- 48 GB or more: everything default (bf16)\n\n"
-        "Details: the README's *VRAM presets* table.")
+        "Details, and the RAM each needs (measured): the README's *VRAM presets* and *Resources*.")
 VRAM_AR = ("**VRAM preset**: the AR model alone needs about 17 GB in bf16. Below that, set the AR Model Loader's "
            "`weight_dtype` to fp8_e4m3fn (about 9 GB); on 8 GB cards ComfyUI streams the rest (or set `device` cpu). "
            "Details: the README's "
