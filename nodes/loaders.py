@@ -157,8 +157,7 @@ class NexusGenProjectorLoader(io.ComfyNode):
     @classmethod
     def execute(cls, decoder) -> io.NodeOutput:
         path = paths.resolve_decoder(folder_paths, decoder)
-        kind, state = read_projector(path)
-        return io.NodeOutput(_projector(DecoderFile(path, kind, "comfyui", {}, state), path, decoder))
+        return io.NodeOutput(_projector(read_projector(path), path, decoder))
 
 
 class NexusGenModelPatch(io.ComfyNode):

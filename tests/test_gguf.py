@@ -43,7 +43,8 @@ def test_dit_within_q8_error_and_projector_exact(converted, tiny_root):
         err = (got.dit[k] - w).abs().max() / w.abs().max().clamp_min(1e-12)
         # Q8_0: 8-bit values with one scale per 32: at most ~half a step of the block's max (2^-8 relative)
         assert err < 5e-3, (k, float(err))
-    kind, proj = read_projector(converted)
+    dec = read_projector(converted)
+    kind, proj = dec.kind, dec.projector
     assert kind == "generation"
     for k, v in src.projector.items():
         assert torch.equal(proj[k].to(v.dtype), v), k
@@ -103,3 +104,25 @@ def test_rows_that_do_not_split_into_blocks_fall_back_to_f16(tmp_path):
     torch.testing.assert_close(state["odd.weight"], tensors["odd.weight"].half().float(), rtol=0, atol=0)
     torch.testing.assert_close(state["small.weight"], tensors["small.weight"], rtol=0, atol=0)
     assert (state["even.weight"] - tensors["even.weight"]).abs().max() < tensors["even.weight"].abs().max() / 100
+
+
+@pytest.mark.parametrize("layout,suffix", [("gguf", ".gguf"), ("comfyui", ".safetensors")])
+def test_a_converted_editing_decoder_needs_no_ar_folder(tiny_root, tmp_path, layout, suffix):
+    """The merger's heads and RoPE are not in its weights: a converted editing decoder records them (from the
+    config.json beside the .bin), so its projector builds alone (a GGUF in diffusion_models has no AR beside it),
+    and it equals the projector built with the AR's config."""
+    import json
+
+    from nexus_core.decoder.projectors import build_projector
+
+    out = tmp_path / f"edit{suffix}"
+    assert main(["convert", str(tiny_root / "Nexus-GenV2" / "edit_decoder.bin"), "--layout", layout,
+                 "--out", str(out)]) == 0
+    alone = read_projector(out)
+    assert json.loads(alone.metadata["ar_config"])["num_attention_heads"] == 4
+    ar_config = json.loads((tiny_root / "Nexus-GenV2" / "config.json").read_text())
+    with_config = build_projector(read_decoder(tiny_root / "Nexus-GenV2" / "edit_decoder.bin"), ar_config)
+    without = build_projector(alone, None)
+    g = torch.Generator().manual_seed(0)
+    target, ref = torch.randn(1, 81, 64, generator=g), torch.randn(1, 324, 64, generator=g)
+    torch.testing.assert_close(without.project(target, ref), with_config.project(target, ref), atol=1e-5, rtol=1e-5)

@@ -103,19 +103,20 @@ def _load_state(path: Path, with_dit: bool = True) -> tuple[dict, dict]:
     return _load_bin(path), {}
 
 
-def read_projector(path) -> tuple[str, dict[str, torch.Tensor]]:
-    """(kind, projector tensors) of a decoder file without materialising its DiT: enough to condition a DiT
+def read_projector(path) -> DecoderFile:
+    """A decoder file's projector (and its metadata) without materialising its DiT: enough to condition a DiT
     that another loader (GGUF, UNET) provides."""
     path = Path(path)
-    state, _ = _load_state(path, with_dit=False)  # .bin and .safetensors are memory-mapped: nothing is read
+    state, meta = _load_state(path, with_dit=False)  # .bin and .safetensors are memory-mapped: nothing is read
     kind = detect_kind(state)
     if kind is None:
         raise NexusError(f"{path} holds no Nexus-Gen projector: expected 'adapter.*' (generation decoder) or "
                          "'embedding_merger.*' (editing decoder) tensors")
     prefix = PROJECTOR_PREFIX[kind]
     projector = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    validate(DecoderFile(path, kind, "comfyui", {}, projector))
-    return kind, projector
+    dec = DecoderFile(path, kind, "comfyui", {}, projector, meta)
+    validate(dec)
+    return dec
 
 
 def read_decoder(path) -> DecoderFile:

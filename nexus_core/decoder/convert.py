@@ -21,7 +21,7 @@ import torch
 from ..errors import NexusCancelled, NexusError
 from ..files.atomic import atomic_write
 from ..settings.validate import check_output, same_file
-from .checkpoint import FORMAT, PROJECTOR_PREFIX, read_decoder
+from .checkpoint import EDITING, FORMAT, PROJECTOR_PREFIX, read_decoder
 from .keymap import LAYOUTS, map_key
 
 STORAGE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32,
@@ -62,6 +62,24 @@ def _plan(dec, layout: str, dtype: torch.dtype):
     for name, t in dec.projector.items():
         plan.append((prefix + name, t, None, pdtype))
     return plan
+
+
+MERGER_CONFIG_KEYS = ("hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size", "rms_norm_eps",
+                      "rope_theta", "rope_scaling", "hidden_act", "attention_dropout", "max_position_embeddings")
+
+
+def merger_config(src) -> str | None:
+    """The AR config fields the editing decoder's merger is built from (its heads and RoPE are not in its weights),
+    read from the config.json beside the source (the published layout), as JSON for the converted file's metadata:
+    a converted file then needs no AR folder beside it. None where there is no such config."""
+    cfg_path = Path(src).parent / "config.json"
+    if not cfg_path.is_file():
+        return None
+    from ..files.json_file import read_json
+    cfg = read_json(cfg_path, "the AR config beside the decoder")
+    text = cfg.get("text_config") or cfg
+    picked = {k: text.get(k, cfg.get(k)) for k in MERGER_CONFIG_KEYS if text.get(k, cfg.get(k)) is not None}
+    return json.dumps(picked, sort_keys=True) if "hidden_size" in picked else None
 
 
 def check_suffix(out, layout: str) -> None:
@@ -113,6 +131,8 @@ def convert_decoder(src, out, layout: str = "comfyui", dtype: str = "bf16",
     from .dit import config_from_state  # diffusers-style config, recorded for tools that want it
     meta = {"format": FORMAT, "version": VERSION, "kind": dec.kind, "layout": layout, "dtype": dtype,
             "source": Path(src).name}
+    if dec.kind == EDITING and merger_config(src):
+        meta["ar_config"] = merger_config(src)
     if layout == "diffusers":
         shapes = {k: torch.empty(v["shape"], device="meta") for k, v in header.items()}
         meta["config"] = json.dumps(config_from_state(shapes))
@@ -155,6 +175,8 @@ def _convert_gguf(src, out, qtype, on_tensor, should_stop, overwrite) -> Path:
     plan = _plan(dec, "comfyui", torch.bfloat16)
     meta = {"format": FORMAT, "version": VERSION, "kind": dec.kind, "layout": "comfyui", "dtype": qtype,
             "source": Path(src).name}
+    if dec.kind == EDITING and merger_config(src):
+        meta["ar_config"] = merger_config(src)
     with atomic_write(out, overwrite) as tmp:
         write_gguf(plan, tmp, dec.kind, qtype, meta, on_tensor=on_tensor, should_stop=should_stop,
                    done_with=_release)

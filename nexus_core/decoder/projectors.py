@@ -104,8 +104,12 @@ def _rebuild_rotaries(root: nn.Module, config) -> None:
 
 def build_projector(dec: DecoderFile, ar_config: dict | None = None, dtype=torch.float32, device="cpu"):
     """The projector of a decoder file. The merger's layer config comes from the AR's config.json (attention heads
-    are not recoverable from weights); without it, heads are derived assuming Qwen's 128-wide heads."""
+    are not recoverable from weights), or from what a converted file recorded of it; without either, heads are
+    derived assuming Qwen's 128-wide heads."""
     p = dec.projector
+    if ar_config is None and dec.metadata.get("ar_config"):
+        import json
+        ar_config = json.loads(dec.metadata["ar_config"])
     if dec.kind == GENERATION:
         d_out, d_in = p["0.weight"].shape
         with torch.device("meta"):  # no random init: the file's tensors become the parameters (as for the merger)
