@@ -191,13 +191,14 @@ def test_decoder_is_read_in_place_and_equals_its_converted_copy(comfy_server, ob
     before = {p: p.stat().st_mtime_ns for p in models.rglob("*") if p.is_file()}
     prompt = shrink(api(REPO / "workflows" / "nexus_gen_text_to_image.json", object_info), steps=2)
     prompt[next(k for k, n in prompt.items() if n["class_type"] == "NexusGenPromptEmbeds")]["inputs"]["seed"] = 7
+    loader = next(n for n in prompt.values() if n["class_type"] == "NexusGenDecoderLoader")
+    loader["inputs"]["weight_dtype"] = "fp8_e5m2"  # inputs no earlier test used: the loader runs, not its cache
     try:
         from_bin = comfy_latents(client, base, prompt)
         assert {p: p.stat().st_mtime_ns for p in models.rglob("*") if p.is_file()} == before
         assert leftover.is_file() and log.read_text().count(f"{leftover} ") == 1
         converted = models / "diffusion_models" / "generation_decoder_converted.safetensors"
         convert_decoder(src, converted, "comfyui", "bf16")
-        loader = next(n for n in prompt.values() if n["class_type"] == "NexusGenDecoderLoader")
         loader["inputs"]["decoder"] = converted.name
         prompt.pop("900")
         torch.testing.assert_close(comfy_latents(client, base, prompt), from_bin, atol=0, rtol=0)
@@ -384,7 +385,7 @@ def test_plain_qwen_folder_is_a_node_error(comfy_server, object_info):
 
 @pytest.mark.parametrize("node,inputs,pattern", [
     ("NexusGenPromptEmbeds", {"prompt": "   "}, r"prompt: it is empty"),
-    ("NexusGenARLoader", {"model": "no-such-model"}, r"model: Nexus-Gen model folder 'no-such-model' not found"),
+    ("NexusGenARLoader", {"model": "no-such-model"}, r"model: Nexus-Gen model 'no-such-model' not found"),
     ("NexusGenTextEncoderLoader", {"clip_l": "missing_clip.safetensors"}, r"clip_l: missing_clip.safetensors is not"),
     ("NexusGenTextEncoderLoader", {"t5xxl": "missing_t5.safetensors"}, r"t5xxl: missing_t5.safetensors is not"),
     ("NexusGenScheduler", {"steps": 0}, r"steps|smaller than min"),
