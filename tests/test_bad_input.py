@@ -162,6 +162,14 @@ def test_non_utf8_bytes_in_a_real_argv(files):
     assert b"Traceback" not in p.stderr
 
 
+def default_signals():
+    """In the child: Ctrl-C and the stop signals as a terminal gives them. A suite started in the background by a
+    script runs with SIGINT ignored (and under nohup, SIGHUP), which children inherit, and a program rightly leaves
+    an ignored signal ignored: the test would then measure how it was launched."""
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+
+
 MARK_CLI_IMPORT = """
 import sys
 
@@ -187,7 +195,7 @@ def test_ctrl_c_during_start_up(files, delay, tmp_path):
     interpreter's own start-up, where no program can catch it."""
     (tmp_path / "sitecustomize.py").write_text(MARK_CLI_IMPORT)
     p = subprocess.Popen([sys.executable, "-m", "nexus_core.cli", *UND.format(**files).split()],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, preexec_fn=default_signals,
                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), REPO])})
     assert p.stderr.readline() == b"started\n"
     time.sleep(delay)
@@ -200,11 +208,23 @@ def test_ctrl_c_during_start_up(files, delay, tmp_path):
 
 def test_start_up_handler_only_for_the_program():
     """Importing the CLI as a library (these tests, a host) leaves Ctrl-C to whoever runs the process."""
-    import nexus_core.cli  # noqa: F401
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    import importlib
+
+    import nexus_core.cli
+    before = signal.getsignal(signal.SIGINT)
+    importlib.reload(nexus_core.cli)
+    assert signal.getsignal(signal.SIGINT) is before
 
 
-def test_ctrl_c_that_a_library_turns_into_another_error(files, capsys, monkeypatch):
+@pytest.fixture
+def ctrl_c_reaches_us():
+    """Ctrl-C delivered as in a terminal, even when the suite runs with SIGINT ignored (a backgrounded run)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_that_a_library_turns_into_another_error(files, capsys, monkeypatch, ctrl_c_reaches_us):
     """transformers' lazy imports re-raise a KeyboardInterrupt as ModuleNotFoundError: still a cancel."""
     import nexus_core.cli.commands as cli
 

@@ -260,9 +260,10 @@ sys.exit(main(["convert", sys.argv[1], "--out", sys.argv[2]]))
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
 def test_convert_removes_its_temp_when_terminated(tiny_root, tmp_path, sig):
     out, ready = tmp_path / "d.safetensors", tmp_path / "ready"
+    from test_bad_input import default_signals
     p = subprocess.Popen([sys.executable, "-c", SLOW_CONVERT, str(tiny_root / "Nexus-GenV2" / "generation_decoder.bin"),
                           str(out), str(ready)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
     while not ready.exists():  # an event, not a clock: the conversion is half-way through
         assert p.poll() is None, p.stderr.read()
         time.sleep(0.05)

@@ -18,9 +18,12 @@ Two kinds of mutants:
   * curated (CURATED below): plausible bugs of the classes the suite must catch (assembly and defaults,
     sampling processors, the quirks Q7/Q8, slerp, the understanding resizes); a stale one (its snippet no
     longer found exactly once) is reported, not run;
-  * operator mutants, generated from the AST of nexus_core/ar, nexus_core/decoder and nodes/: comparison and
-    arithmetic operator swaps, and/or swaps, dropped `not`/unary minus, int constants +1, floats doubled,
-    booleans flipped (never inside strings, f-strings, raise statements, log calls or annotations).
+  * operator mutants, generated from the AST of nexus_core/ar, nexus_core/decoder and nodes/ (or --paths): each
+    tagged with its class: [op] comparison (boundaries < / <=) and arithmetic swaps, and/or swaps, dropped
+    `not`/unary minus; [const] int constants +1, floats doubled, booleans flipped; [round] floor <-> round, ceil ->
+    floor; [swap] the first two arguments of a call swapped (two variables); [drop] a call made for its effect
+    removed; [cast] a dtype cast or move removed (.float(), .to(x) ...). Never inside strings, f-strings, raise
+    statements, log calls or annotations.
 
 Each mutant runs the test files mapped to its source file (TEST_MAP), with -x so a killed mutant stops early.
 Killed = the tests fail, error or time out; survived = they pass. nodes/ mutants are reported apart: without
@@ -136,6 +139,20 @@ TEST_MAP = [
     ("nexus_core/embeddings/conditioning.py", ["tests/test_node_layer.py"]),
     ("nexus_core/memory/fp8.py", ["tests/test_memory_levers.py"]),
     ("nexus_core/memory/offload.py", ["tests/test_memory_levers.py"]),
+    ("nexus_core/files/atomic.py", ["tests/test_convert_safety.py", "tests/test_bad_input_3.py",
+                                    "tests/test_cli_manners.py"]),
+    ("nexus_core/files/safetensors_write.py", ["tests/test_full_size_files.py", "tests/test_convert_safety.py",
+                                               "tests/test_bad_input_3.py"]),
+    ("nexus_core/files/", ["tests/test_full_size_files.py", "tests/test_streamed_load.py", "tests/test_bad_input_3.py",
+                           "tests/test_decoder_files.py"]),
+    ("nexus_core/images/", ["tests/test_images_modes.py", "tests/test_bad_input_3.py", "tests/test_node_helpers.py"]),
+    ("nexus_core/settings/validate.py", ["tests/test_validate.py", "tests/test_bad_input.py",
+                                         "tests/test_bad_input_3.py"]),
+    ("nexus_core/loading/companions.py", ["tests/test_companions.py"]),
+    ("nexus_core/loading/", ["tests/test_streamed_load.py", "tests/test_memory_levers.py"]),
+    ("nexus_core/synthetic/", ["tests/test_full_size_files.py"]),
+    ("nexus_core/cli/", ["tests/test_cli.py", "tests/test_bad_input.py", "tests/test_bad_input_3.py",
+                         "tests/test_cli_manners.py"]),
     ("nodes/text_source.py", ["tests/test_node_layer.py", "tests/comfyui"]),
     ("nodes/", ["tests/test_node_helpers.py", "tests/test_node_layer.py", "tests/comfyui"]),
 ]
@@ -175,6 +192,8 @@ def curated_mutants() -> list[Mutant]:
 
 # --- operator mutants from the AST ---------------------------------------------------------------------------------
 
+ROUNDING = {"floor": "round", "round": "floor", "ceil": "floor", "trunc": "round"}
+CASTS = {"float", "double", "half", "bfloat16", "int", "long", "contiguous", "detach", "clone"}
 CMP_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
             ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is}
 BIN_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Mult}
@@ -218,30 +237,57 @@ class _Collector(ast.NodeVisitor):
 
     def _mutate(self, node):
         import copy
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and not self._skip_call(node.value):
+            self.found.append((node, "pass", "drop"))  # a call made for its effect, dropped
+            return
         if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in CMP_SWAP:
             m = copy.deepcopy(node)
             m.ops = [CMP_SWAP[type(node.ops[0])]()]
-            self.found.append((node, f"({ast.unparse(m)})"))
+            self.found.append((node, f"({ast.unparse(m)})", "op"))
         elif isinstance(node, ast.BinOp) and type(node.op) in BIN_SWAP:
             if isinstance(node.left, ast.Constant) and isinstance(node.left.value, str):
                 return
             m = copy.deepcopy(node)
             m.op = BIN_SWAP[type(node.op)]()
-            self.found.append((node, f"({ast.unparse(m)})"))
+            self.found.append((node, f"({ast.unparse(m)})", "op"))
         elif isinstance(node, ast.BoolOp):
             m = copy.deepcopy(node)
             m.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
-            self.found.append((node, f"({ast.unparse(m)})"))
+            self.found.append((node, f"({ast.unparse(m)})", "op"))
         elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub)):
-            self.found.append((node, f"({ast.unparse(node.operand)})"))
+            self.found.append((node, f"({ast.unparse(node.operand)})", "op"))
         elif isinstance(node, ast.Constant):
             v = node.value
             if isinstance(v, bool):
-                self.found.append((node, repr(not v)))
+                self.found.append((node, repr(not v), "const"))
             elif isinstance(v, int):
-                self.found.append((node, repr(v + 1)))
+                self.found.append((node, repr(v + 1), "const"))
             elif isinstance(v, float):
-                self.found.append((node, repr(v * 2 if v else 1.0)))
+                self.found.append((node, repr(v * 2 if v else 1.0), "const"))
+        elif isinstance(node, ast.Call):
+            self._mutate_call(node)
+
+    def _mutate_call(self, node: ast.Call):
+        import copy
+        f = node.func
+        name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
+        if name in ROUNDING:  # rounding: floor <-> round, ceil -> floor, trunc -> round
+            m = copy.deepcopy(node)
+            if isinstance(m.func, ast.Attribute):
+                m.func.attr = ROUNDING[name]
+            else:
+                m.func.id = "int" if name == "round" else name
+            self.found.append((node, f"({ast.unparse(m)})", "round"))
+        if isinstance(f, ast.Attribute) and not node.keywords and (
+                (f.attr in CASTS and not node.args) or (f.attr == "to" and len(node.args) == 1)):
+            self.found.append((node, f"({ast.unparse(f.value)})", "cast"))  # a dtype cast or move removed
+        pos = [a for a in node.args if not isinstance(a, ast.Starred)]
+        plain = (ast.Name, ast.Attribute, ast.Subscript)  # two values that could each be the other: a plausible slip
+        if len(pos) >= 2 and len(pos) == len(node.args) and all(isinstance(a, plain) for a in pos[:2]) and \
+                ast.unparse(pos[0]) != ast.unparse(pos[1]):
+            m = copy.deepcopy(node)
+            m.args[0], m.args[1] = m.args[1], m.args[0]
+            self.found.append((node, f"({ast.unparse(m)})", "swap"))
 
 
 def operator_mutants(paths=SCOPE) -> list[Mutant]:
@@ -258,11 +304,11 @@ def operator_mutants(paths=SCOPE) -> list[Mutant]:
                 starts.append(starts[-1] + len(line) + 1)
             col = _Collector()
             col.visit(ast.parse(src))
-            for node, repl in col.found:
+            for node, repl, kind in col.found:
                 a = starts[node.lineno - 1] + node.col_offset
                 b = starts[node.end_lineno - 1] + node.end_col_offset
                 orig = data[a:b].decode()
-                desc = f"{_short(orig)} -> {_short(repl)}"
+                desc = f"[{kind}] {_short(orig)} -> {_short(repl)}"
                 if isinstance(node, ast.Constant):  # say where the constant sits
                     desc += f"   in: {_short(src.splitlines()[node.lineno - 1], 70)}"
                 m = Mutant("", rel, desc, "operator", node.lineno, span=(a, b), mutated=repl)

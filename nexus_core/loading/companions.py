@@ -14,10 +14,11 @@ log = logging.getLogger(__name__)
 COMPANIONS = ("torchvision", "torchaudio")
 
 
-def hide_broken_companions() -> list[str]:
-    """Hide each installed companion that fails to import; returns the names hidden (called before transformers)."""
+def hide_broken_companions(force: bool = False) -> list[str]:
+    """Hide each installed companion that fails to import; returns the names hidden (called before transformers;
+    once transformers is imported it is too late to matter and the host has decided, unless `force`)."""
     hidden = []
-    if "transformers" in sys.modules:  # too late to matter, and the host already decided
+    if "transformers" in sys.modules and not force:
         return hidden
     for name in COMPANIONS:
         if name in sys.modules or importlib.util.find_spec(name) is None:
