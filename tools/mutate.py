@@ -384,7 +384,8 @@ def run_pytest(copy: Path, tests: list[str], timeout: float) -> tuple[str, str, 
     t = time.perf_counter()
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-rfE", "--no-header", "-p", "no:cacheprovider", *tests]
     _current = subprocess.Popen(cmd, cwd=copy, env=child_env(copy), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                                stderr=subprocess.STDOUT, text=True, errors="replace",
+                                start_new_session=True)  # test output may hold bytes that are not UTF-8
     try:
         out, _ = _current.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
