@@ -8,6 +8,8 @@ old estimate-based one or Dynamic VRAM) decides what lives on the GPU, exactly a
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 import comfy.ops
@@ -26,17 +28,41 @@ class ScaledFp8CastLinear(OPS.Linear):
         return out * self.weight_scale.to(out.device, out.dtype)
 
 
+def _offloadable() -> bool:
+    """Hosts from 0.3.68 take cast_bias_weight(..., offloadable=True) and have uncast_bias_weight: a cast made that
+    way must be given back (its buffer or, under Dynamic VRAM, its pinned VRAM page is released then). The legacy
+    call never gives it back: on those hosts a streamed layer's page would stay pinned for good."""
+    try:
+        params = inspect.signature(comfy.ops.cast_bias_weight).parameters
+    except (TypeError, ValueError):
+        return False
+    return "offloadable" in params and hasattr(comfy.ops, "uncast_bias_weight")
+
+
+OFFLOADABLE = _offloadable()
+
+
 class _CastNorm(comfy.ops.CastWeightBiasOp):
     """Mixin for transformers' RMSNorm classes: the same arithmetic (variance in float32, weight times the
-    normalised input in the input dtype), the weight fetched through ComfyUI's cast."""
+    normalised input in the input dtype), the weight fetched through ComfyUI's cast, and given back afterwards
+    (also when the forward fails) where the host has that, as core's own cast layers do."""
     comfy_cast_weights = True
     bias = None
 
-    def forward(self, x):
-        weight, _ = comfy.ops.cast_bias_weight(self, x)
+    def _norm(self, x, weight):
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
         return weight * h.to(x.dtype)
+
+    def forward(self, x):
+        if OFFLOADABLE:
+            weight, bias, stream = comfy.ops.cast_bias_weight(self, x, offloadable=True)
+            try:
+                return self._norm(x, weight)
+            finally:
+                comfy.ops.uncast_bias_weight(self, weight, bias, stream)
+        weight, _ = comfy.ops.cast_bias_weight(self, x)  # 0.3.64 and older: the only form there is
+        return self._norm(x, weight)
 
 
 _NORM_CLASSES: dict[type, type] = {}

@@ -34,3 +34,21 @@ def test_partial_load_equals_full_load(comfy_root, tiny_root, tmp_path):
     assert res["rebound"] == "HostPatcher"  # the host's current patcher class, looked up when the model is made
     assert res["default"]["patcher"] == res["core_patcher"]
     assert res["fp8"]["model_size"] < 0.6 * res["default"]["model_size"]
+
+
+def test_cast_layers_give_back_every_cast(comfy_root, tmp_path):
+    """Our cast norm casts in the host's offloadable form and uncasts, also after a failing forward, on hosts that
+    have uncast_bias_weight (0.3.68+); the legacy form only where there is nothing else (0.3.64)."""
+    out = tmp_path / "pairs.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE / "shim"), str(HERE), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), str(HERE / "cast_pairs_probe.py"),
+                        str(comfy_root), str(REPO), str(out)], cwd=comfy_root, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    got = json.loads(out.read_text())
+    print(got)
+    assert got["cast"] == 2 and got["failed_forwards"] == 1, got
+    if got["host_has_uncast"]:
+        assert got["offloadable"] == 2 and got["uncast"] == 2, got
+    else:
+        assert got["offloadable"] == 0 and got["uncast"] == 0, got
