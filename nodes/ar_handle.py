@@ -1,9 +1,10 @@
 """The AR model as ComfyUI sees it: a NexusAR whose whole module tree lives in the host's patcher."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
-from .memory import ensure_loaded, patcher_for
+from .memory import device_context, ensure_loaded, patcher_for
 
 
 @dataclass
@@ -20,3 +21,10 @@ class ARHandle:
         """Load what fits on the compute device (the host streams the rest); returns the NexusAR."""
         self.ar.device = ensure_loaded(self.patcher)
         return self.ar
+
+    @contextlib.contextmanager
+    def running(self):
+        """`with handle.running() as ar:` loaded (ready) and run in the host's context for its device."""
+        ar = self.ready()
+        with device_context(ar.device):
+            yield ar

@@ -10,7 +10,7 @@ from comfy_api.latest import io
 from ..nexus_core.decoder import EDITING
 from ..nexus_core.embeddings.conditioning import GRIDS_KEY, positive, scheduler_sigmas
 from ..nexus_core.decoder.schedule import SHIFT
-from .memory import ensure_loaded
+from .memory import device_context, ensure_loaded
 from .progress import warn
 from .schema import schema
 from .text_source import negative, pick, pooled_empty
@@ -54,8 +54,9 @@ class NexusGenConditioning(io.ComfyNode):
             warn(f"Nexus-Gen Conditioning: '{projector.path}' is the editing decoder, made for Image + Instruction "
                  "embeddings; for text to image or variations load generation_decoder.bin", cls.hidden.unique_id)
         device = ensure_loaded(projector.patcher)
-        ctx, cond, grids = positive(projector.kind, projector.module, embeds.target, embeds.reference, pooled,
-                                    guidance, use_reference, device, mm.intermediate_device())
+        with device_context(device):
+            ctx, cond, grids = positive(projector.kind, projector.module, embeds.target, embeds.reference, pooled,
+                                        guidance, use_reference, device, mm.intermediate_device())
         if grids is not None:  # the MODEL's wrapper turns these grids into the editing position ids
             cond["model_conds"] = {GRIDS_KEY: comfy.conds.CONDRegular(grids)}
         return io.NodeOutput([[ctx, cond]])

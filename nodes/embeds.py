@@ -69,10 +69,10 @@ class NexusGenPromptEmbeds(io.ComfyNode):
 
     @classmethod
     def execute(cls, nexus_ar, prompt, language, one_per_line, mode, seed, max_new_tokens) -> io.NodeOutput:
-        ar = nexus_ar.ready()
         reqs = [generation_request(p, language) for p in split_prompts(prompt, one_per_line)]
         kw = _decode_kwargs(mode, max_new_tokens, seed, cls.hidden.unique_id)
-        res = predict(ar, reqs, mode, **kw)
+        with nexus_ar.running() as ar:
+            res = predict(ar, reqs, mode, **kw)
         finish(kw)
         reply = "\n".join(res.texts)
         send_text(reply, cls.hidden.unique_id)  # the model's reply shows on the node itself
@@ -109,12 +109,12 @@ class NexusGenEditEmbeds(io.ComfyNode):
 
     @classmethod
     def execute(cls, nexus_ar, image, instruction, mode, seed, max_new_tokens) -> io.NodeOutput:
-        ar = nexus_ar.ready()
         pil = one_image(image, "image")
-        res = predict(ar, [editing_request(ar, pil, instruction)], mode,
-                      **(kw := _decode_kwargs(mode, max_new_tokens, seed, cls.hidden.unique_id)))
-        finish(kw)
-        ref = reference_embeddings(ar, pil).unsqueeze(0)
+        with nexus_ar.running() as ar:
+            res = predict(ar, [editing_request(ar, pil, instruction)], mode,
+                          **(kw := _decode_kwargs(mode, max_new_tokens, seed, cls.hidden.unique_id)))
+            finish(kw)
+            ref = reference_embeddings(ar, pil).unsqueeze(0)
         send_text(res.texts[0], cls.hidden.unique_id)
         return io.NodeOutput(Embeds(_out(res.embeddings), _out(ref), res.texts, "edit"), res.texts[0])
 
@@ -141,8 +141,8 @@ class NexusGenImageEmbeds(io.ComfyNode):
 
     @classmethod
     def execute(cls, nexus_ar, image, tokens, resize) -> io.NodeOutput:
-        ar = nexus_ar.ready()
-        embs = [encode_image(ar, pil, int(tokens), resize) for pil in tensor_to_pils(image, "image")]
+        with nexus_ar.running() as ar:
+            embs = [encode_image(ar, pil, int(tokens), resize) for pil in tensor_to_pils(image, "image")]
         target = torch.stack(embs)
         if int(tokens) == 324:  # reference-only set: usable as an editing reference
             return io.NodeOutput(Embeds(_out(target[:, :0]), _out(target), [], "image"))

@@ -69,6 +69,18 @@ def host_describes(sd: dict) -> bool:
     return detected == shape_config(sd, detected)
 
 
+def annotate(sd: dict, path) -> dict:
+    """Tell the host's storage layer where `sd`'s tensors come from (hosts after 0.33: comfy.storage decides its
+    fast-disk policy from it, as for the state dicts it loads itself); unchanged elsewhere."""
+    try:
+        import comfy.storage
+    except ImportError:
+        return sd
+    if path is not None and hasattr(comfy.storage, "annotate_state_dict"):
+        comfy.storage.annotate_state_dict(sd, str(path))
+    return sd
+
+
 def load_dit(sd: dict, weight_dtype: str = "default", disable_dynamic: bool = False):
     """A patcher around ComfyUI's FLUX model with the BFL-layout weights `sd` (the projector already removed).
     disable_dynamic: the plain ModelPatcher even where Dynamic VRAM is on (the host asks for it when it moves a
@@ -94,9 +106,15 @@ def _build_from_shapes(sd: dict, opts: dict, disable_dynamic: bool = False):
     if opts.get("fp8_optimizations"):
         model_config.optimizations["fp8"] = True
     model = model_config.get_model(sd, "").to(offload_device)
-    model.load_model_weights(sd, "")
     cls = comfy.model_patcher.ModelPatcher if disable_dynamic else patcher_class()
-    return cls(model, load_device=load_device, offload_device=offload_device)
+    patcher = cls(model, load_device=load_device, offload_device=offload_device)
+    # as core does: the patcher first, then the weights, assigned (not copied) where it is a Dynamic VRAM one
+    dynamic = getattr(patcher, "is_dynamic", lambda: False)()
+    if dynamic:
+        model.load_model_weights(sd, "", assign=True)
+    else:
+        model.load_model_weights(sd, "")
+    return patcher
 
 
 def diffusion_widths(patcher) -> tuple[int, int]:

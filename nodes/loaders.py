@@ -18,7 +18,7 @@ from ..nexus_core.errors import NexusError
 from ..nexus_core.memory.fp8 import can_hold_fp8
 from . import checks, paths
 from .ar_handle import ARHandle
-from .flux_model import WEIGHT_DTYPES, apply_nexus, diffusion_widths, load_dit
+from .flux_model import WEIGHT_DTYPES, annotate, apply_nexus, diffusion_widths, load_dit
 from .memory import compute_dtype, device_options, ensure_loaded, patcher_for, resolve_device
 from .progress import warn
 from .schema import schema
@@ -93,7 +93,7 @@ def _projector(dec: DecoderFile, path: str, name: str) -> Projector:
 
 def _reload_dit(source: str, weight_dtype: str, disable_dynamic: bool = False):
     """The host's reload factory (cached_patcher_init): multi-GPU nodes build a fresh copy on another device."""
-    return load_dit(comfyui_state(read_decoder(source)), weight_dtype, disable_dynamic)
+    return load_dit(annotate(comfyui_state(read_decoder(source)), source), weight_dtype, disable_dynamic)
 
 
 class NexusGenDecoderLoader(io.ComfyNode):
@@ -129,7 +129,7 @@ class NexusGenDecoderLoader(io.ComfyNode):
         path = paths.resolve_decoder(folder_paths, decoder)
         dec = read_decoder(path)  # a .bin is memory-mapped: the host reads its tensors in place, no copy on disk
         paths.say_unused_cache(path, folder_paths.models_dir)
-        base = load_dit(comfyui_state(dec), weight_dtype)
+        base = load_dit(annotate(comfyui_state(dec), path), weight_dtype)
         base.cached_patcher_init = (_reload_dit, (path, weight_dtype))
         return io.NodeOutput(apply_nexus(base), _projector(dec, path, decoder))
 
@@ -229,4 +229,6 @@ class NexusGenTextEncoderLoader(io.ComfyNode):
 
         dtype = compute_dtype("auto", load_device)
         enc = TextEncoders(clip_path, clip_tok, t5_path, t5_tok, dtype=dtype, device="cpu", prepare=prepare)
+        enc.load_device = load_device  # runs happen in the host's context for it (device_context)
+        enc.get_models = lambda: list(patchers.values())  # the host's prompt tracker finds our patchers here
         return io.NodeOutput(enc)

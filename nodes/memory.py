@@ -8,6 +8,7 @@ make room for the DiT, or the reverse.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import torch
@@ -34,11 +35,16 @@ def patcher_class():
     return getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher)
 
 
+_DEVICE_OPTIONS: list = []
+
+
 def device_options() -> list[str]:
-    """The host's device choices ("default", "cpu", "gpu:N") where it has them (multi-GPU hosts), else ours."""
-    if hasattr(mm, "get_gpu_device_options"):
-        return list(mm.get_gpu_device_options())
-    return ["default", "cpu"]
+    """The host's device choices ("default", "cpu", "gpu:N") where it has them (multi-GPU hosts), else ours. Asked
+    once: the devices do not change while the host runs, and schemas are built for every queued prompt."""
+    if not _DEVICE_OPTIONS:
+        _DEVICE_OPTIONS.extend(mm.get_gpu_device_options() if hasattr(mm, "get_gpu_device_options")
+                               else ["default", "cpu"])
+    return list(_DEVICE_OPTIONS)
 
 
 def resolve_device(option: str) -> torch.device:
@@ -76,6 +82,15 @@ def ensure_loaded(patcher, memory_required: int = WORKING_MEMORY) -> torch.devic
     dev = patcher.load_device
     _buffers_to(patcher.model, dev)
     return dev
+
+
+def device_context(device):
+    """The host's context for running on `device` (0.23+: makes a chosen GPU the current one, as core does around
+    its CLIP and VAE runs, so kernels that use the current device see the right one); nothing elsewhere."""
+    ctx = getattr(mm, "cuda_device_context", None)
+    if ctx is None or device is None:
+        return contextlib.nullcontext()
+    return ctx(device)
 
 
 def _buffers_to(root: torch.nn.Module, device: torch.device):

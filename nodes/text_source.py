@@ -29,10 +29,17 @@ def _native(clip, text: str):
     return tokens, cond, pooled
 
 
+def _ours(source):
+    """The host's context for our text encoders' device (core wraps its own CLIP runs itself)."""
+    from .memory import device_context
+    return device_context(getattr(source, "load_device", None))
+
+
 def pooled_empty(source) -> torch.Tensor:
     """(1, 768) pooled CLIP-L of "" (what Nexus-Gen's decoders were trained with), cached per encoder."""
     if hasattr(source, "clip_pooled"):
-        return source.clip_pooled("")
+        with _ours(source):
+            return source.clip_pooled("")
     if source not in _POOLED_EMPTY:
         _POOLED_EMPTY[source] = _native(source, "")[2]
     return _POOLED_EMPTY[source]
@@ -44,7 +51,8 @@ def negative(source, text: str) -> tuple[torch.Tensor, torch.Tensor]:
         if not source.has_t5:
             raise NexusError("Nexus-Gen Negative Conditioning needs T5-XXL: choose a t5xxl file in Nexus-Gen Text "
                              "Encoders (or use cfg 1 with any negative, e.g. ConditioningZeroOut)")
-        return source.t5(text), source.clip_pooled(text)
+        with _ours(source):
+            return source.t5(text), source.clip_pooled(text)
     tokens, cond, pooled = _native(source, text)
     if "t5xxl" not in tokens:
         raise NexusError("Nexus-Gen Negative Conditioning needs T5-XXL: load the CLIP with DualCLIPLoader "

@@ -33,13 +33,13 @@ class NexusGenUnderstand(io.ComfyNode):
 
     @classmethod
     def execute(cls, nexus_ar, question, max_new_tokens, seed, image=None) -> io.NodeOutput:
-        ar = nexus_ar.ready()
         node = cls.hidden.unique_id
-        stream = lambda ids: send_text(ar.tokenizer.decode(ids, skip_special_tokens=True), node)  # noqa: E731
-        on_token, stop = token_callbacks(max_new_tokens, node, stream)
         pil = None if image is None else one_image(image, "image")
-        text = understand(ar, question, pil, max_new_tokens=max_new_tokens, seed=seed, on_token=on_token,
-                          should_stop=stop)
+        with nexus_ar.running() as ar:
+            stream = lambda ids: send_text(ar.tokenizer.decode(ids, skip_special_tokens=True), node)  # noqa: E731
+            on_token, stop = token_callbacks(max_new_tokens, node, stream)
+            text = understand(ar, question, pil, max_new_tokens=max_new_tokens, seed=seed, on_token=on_token,
+                              should_stop=stop)
         on_token.finish()
         send_text(text, node)
         return io.NodeOutput(text)
