@@ -46,6 +46,10 @@ AR_FILE_MARK = b'{"__metadata__":{"format":"nexus-gen-ar"'  # how our writer sta
 def is_ar_file(path: str) -> bool:
     """A single-file AR (`nexus-gen convert Nexus-GenV2 --out F.safetensors`), told by the first bytes of its
     header, so listing does not parse the megabytes of tokenizer text it carries."""
+    return _file_fact(path, "ar", _is_ar_file)
+
+
+def _is_ar_file(path: str) -> bool:
     try:
         with open(path, "rb") as f:
             return f.read(8 + len(AR_FILE_MARK))[8:] == AR_FILE_MARK
@@ -56,29 +60,47 @@ def is_ar_file(path: str) -> bool:
 def model_folders(roots: list[str]) -> list[str]:
     """Relative paths of AR models under `roots`: folders with a Qwen2.5-VL config.json, or safetensors shards
     without any config.json (listed so the loader can say what is missing instead of the folder silently
-    vanishing), and single-file ARs."""
+    vanishing), and single-file ARs. Each folder's verdict is kept while it and its config.json are unchanged."""
     found = set()
     for root in roots:
         for cur, dirs, files in os.walk(root, followlinks=True):
             rel = os.path.relpath(cur, root).replace(os.sep, "/")
-            for name in files:
-                if name.endswith(".safetensors") and "config.json" not in files and \
-                        is_ar_file(os.path.join(cur, name)):
-                    found.add(name if rel == "." else f"{rel}/{name}")
-            if "config.json" in files:
-                try:
-                    with open(os.path.join(cur, "config.json"), encoding="utf-8") as f:
-                        cfg = json.load(f)
-                except (OSError, ValueError):
-                    cfg = {"vision_config": "unreadable config: the loader says so"}
-                if cfg.get("model_type") == "qwen2_5_vl" or "vision_config" in cfg:
-                    found.add(rel)
-                    dirs[:] = []
-            elif rel != "." and _looks_like_weights_folder(files) and not any(
-                    is_ar_file(os.path.join(cur, n)) for n in files if n.endswith(".safetensors")):
+            is_model, ar_files = _folder_verdict(cur, rel, files)
+            found.update(f if rel == "." else f"{rel}/{f}" for f in ar_files)
+            if is_model:
                 found.add(rel)
                 dirs[:] = []
     return sorted(found)
+
+
+def _folder_verdict(cur: str, rel: str, files: list[str]) -> tuple[bool, list[str]]:
+    """(is an AR model folder, single-file ARs in it), remembered per folder and config.json version."""
+    try:
+        stamp = (os.stat(cur).st_mtime_ns,
+                 os.stat(os.path.join(cur, "config.json")).st_mtime_ns if "config.json" in files else None)
+    except OSError:
+        stamp = None
+    hit = _FOLDER_FACTS.get((cur, rel))
+    if hit is not None and stamp is not None and hit[0] == stamp:
+        return hit[1]
+    verdict = _classify(cur, rel, files)
+    _FOLDER_FACTS[(cur, rel)] = (stamp, verdict)
+    return verdict
+
+
+def _classify(cur: str, rel: str, files: list[str]) -> tuple[bool, list[str]]:
+    ar_files = [] if "config.json" in files else [
+        n for n in files if n.endswith(".safetensors") and is_ar_file(os.path.join(cur, n))]
+    if "config.json" in files:
+        try:
+            with open(os.path.join(cur, "config.json"), encoding="utf-8") as f:
+                cfg = json.load(f)
+        except (OSError, ValueError):
+            cfg = {"vision_config": "unreadable config: the loader says so"}
+        return cfg.get("model_type") == "qwen2_5_vl" or "vision_config" in cfg, ar_files
+    if rel != "." and _looks_like_weights_folder(files) and not ar_files:
+        return True, ar_files
+    return False, ar_files
 
 
 def resolve_model_folder(folder_paths, rel: str) -> str:
@@ -89,6 +111,26 @@ def resolve_model_folder(folder_paths, rel: str) -> str:
     raise FileNotFoundError(f"Nexus-Gen model '{rel}' not found under models/{FOLDER} or models/LLM "
                             "(expected the Nexus-GenV2 folder: config.json, safetensors shards, tokenizer files; or "
                             "one file made from it by `nexus-gen convert`)")
+
+
+# Listing runs for every queued prompt (hosts call define_schema() several times per prompt) and reads file headers:
+# what it learns of a file or folder is kept while the file's size and mtime, or the folder's mtime, stay the same.
+_FILE_FACTS: dict = {}
+_FOLDER_FACTS: dict = {}
+
+
+def _file_fact(path: str, what: str, compute):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return compute(path)
+    key = (path, what)
+    stamp = (st.st_size, st.st_mtime_ns)
+    hit = _FILE_FACTS.get(key)
+    if hit is None or hit[0] != stamp:
+        hit = (stamp, compute(path))
+        _FILE_FACTS[key] = hit
+    return hit[1]
 
 
 def _safetensors_header(path: str) -> dict | None:
@@ -104,7 +146,11 @@ def _safetensors_header(path: str) -> dict | None:
 
 def looks_like_decoder(path: str) -> bool:
     """.bin files named *decoder*, safetensors whose header shows a Nexus-Gen decoder, and GGUF files named
-    *decoder* or *nexus* (cheap checks: no tensor data is read)."""
+    *decoder* or *nexus* (cheap checks: no tensor data is read; remembered per file version)."""
+    return _file_fact(path, "decoder", _looks_like_decoder)
+
+
+def _looks_like_decoder(path: str) -> bool:
     name = os.path.basename(path).lower()
     if name.endswith(".bin"):
         return "decoder" in name
@@ -121,7 +167,11 @@ def looks_like_decoder(path: str) -> bool:
 
 
 def is_conversion_cache(path: str) -> bool:
-    """The loader's own converted copy of a .bin (stamped with its source): listed once, as the .bin."""
+    """A converted copy of a .bin that versions before Dec 2026 made (stamped with its source): not listed."""
+    return _file_fact(path, "cache", _is_conversion_cache)
+
+
+def _is_conversion_cache(path: str) -> bool:
     if not path.lower().endswith(".safetensors"):
         return False
     header = _safetensors_header(path) or {}
@@ -150,15 +200,29 @@ def say_unused_cache(path: str, models_dir: str | None = None) -> list[str]:
     return found
 
 
+_LISTS: dict = {}
+
+
 def decoder_files(folder_paths, gguf: bool = False) -> list[str]:
     """Decoder files under models/nexus_gen and models/diffusion_models, each once (conversion caches hidden);
-    GGUF files only when `gguf` (the projector loader can read them; the DiT goes through a GGUF loader)."""
-    out = set()
-    for name in (FOLDER, "diffusion_models") + (("unet_gguf",) if gguf else ()):  # unet_gguf: ComfyUI-GGUF's
+    GGUF files only when `gguf` (the projector loader can read them; the DiT goes through a GGUF loader). The
+    answer is kept while the host's own file lists (which it refreshes when a folder changes) stay the same."""
+    names = (FOLDER, "diffusion_models") + (("unet_gguf",) if gguf else ())  # unet_gguf: ComfyUI-GGUF's
+    lists = []
+    for name in names:
         try:
-            files = folder_paths.get_filename_list(name)
+            lists.append((name, tuple(folder_paths.get_filename_list(name))))
         except KeyError:
             continue
+    key = tuple(lists)
+    if _LISTS.get(gguf, (None,))[0] != key:
+        _LISTS[gguf] = (key, _decoder_files(folder_paths, lists, gguf))
+    return list(_LISTS[gguf][1])
+
+
+def _decoder_files(folder_paths, lists, gguf: bool) -> list[str]:
+    out = set()
+    for name, files in lists:
         for rel in files:
             if rel.lower().endswith(".gguf") and not gguf:
                 continue
