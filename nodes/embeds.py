@@ -162,7 +162,8 @@ class NexusGenEmbedsBlend(io.ComfyNode):
                 io.Float.Input("weight", default=0.5, min=-1.0, max=2.0, step=0.01,
                                tooltip="0 = a, 1 = b; outside 0..1 extrapolates"),
                 io.Combo.Input("method", options=["slerp", "lerp"], default="slerp",
-                               tooltip="slerp keeps each token's norm; lerp is plain linear"),
+                               tooltip="slerp turns each token's direction along the sphere and moves its norm "
+                                       "linearly; lerp is plain linear"),
             ],
             outputs=[NexusEmbeds.Output(display_name="embeds", tooltip="Blended embeddings")],
         )

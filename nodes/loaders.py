@@ -49,7 +49,7 @@ class NexusGenARLoader(io.ComfyNode):
                                tooltip="Compute dtype. auto = the checkpoint's (bfloat16) where the device runs it "
                                        "well, else float32"),
                 io.Combo.Input("weight_dtype", options=AR_WEIGHT_DTYPES, default="default",
-                               tooltip="Storage of the Linear weights. fp8_e4m3fn halves the AR (16.6 -> ~8.8 GB) "
+                               tooltip="Storage of the Linear weights. fp8_e4m3fn halves the AR (16.6 -> ~8.9 GB) "
                                        "with per-row scales, computing in dtype; e5m2 is less precise"),
                 io.Combo.Input("device", options=device_options(), default="default", tooltip=DEVICE_TIP),
             ],
