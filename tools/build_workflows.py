@@ -6,8 +6,8 @@ specs, with /object_info from a running ComfyUI that has this pack (and ComfyUI-
 
 Each workflow gets a Markdown note (what it does, which file goes where, which VRAM preset), groups
 (load / prompt / sample / decode), the frontend's model metadata on the loaders of single-file models (so the
-missing-models dialog offers the download), and no saved view: every frontend then fits the graph to the screen
-when it opens it. The same-stem .jpg thumbnails are screenshots of the real frontend taken by
+missing-models dialog offers the download), and a saved view at a zoom where the frontend draws text (see
+VIEW_SCALE): fitted, the larger graphs opened at 0.48 in a 1366x768 window, as grey boxes. The same-stem .jpg thumbnails are screenshots of the real frontend taken by
 tools/screenshot_workflows.js, which also checks the layout (missing nodes, overlaps, groups, initial view).
 """
 from __future__ import annotations
@@ -245,6 +245,105 @@ WORKFLOWS = {
                   files_md("generation_decoder.bin"))),
 }
 
+# -- Chinese copies (<name>_zh.json): the same graphs with Chinese notes, group titles and prompts ----------------
+# Nexus-Gen is trained on Chinese and English prompts; the frontend translates our node names itself
+# (locales/zh/nodeDefs.json), the notes, titles and prompt texts are the workflow's own.
+VRAM_ZH = ("**显存预设**（AR = AR 模型加载器，DiT = 解码器加载器）：\n"
+           "- 8 GB：AR 的 `weight_dtype` 设为 fp8_e4m3fn（放不下的部分由 ComfyUI 流式传输；或 `device` 设为 cpu，"
+           "约需 9 GB 内存）；DiT 用 GGUF Q4_0（见 GGUF 工作流；由 `nexus-gen convert` 生成，两种解码器都可以）\n"
+           "- 12 GB：AR fp8_e4m3fn；DiT fp8_e4m3fn（最后一部分流式传输）或 GGUF Q4_0\n"
+           "- 16 GB：AR fp8_e4m3fn；DiT fp8_e4m3fn\n"
+           "- 24 GB：AR 默认（bf16）；DiT fp8_e4m3fn\n"
+           "- 48 GB 及以上：全部默认（bf16）\n\n"
+           "详情及各档所需内存（实测）：见 README 的 *VRAM presets* 和 *Resources* 两节。")
+VRAM_AR_ZH = ("**显存预设**：AR 模型单独在 bf16 下约需 17 GB。显存不够时，把 AR 模型加载器的 `weight_dtype` 设为 "
+              "fp8_e4m3fn（约 9 GB）；8 GB 显卡上其余部分由 ComfyUI 流式传输（或把 `device` 设为 cpu）。"
+              "详情：README 的 *VRAM presets* 表。")
+GGUF_HOWTO_ZH = ("**GGUF**：先安装 [ComfyUI-GGUF](https://github.com/city96/ComfyUI-GGUF)（ComfyUI-Manager 中搜索 "
+                 "\"ComfyUI-GGUF\"），再生成一次文件：\n"
+                 "```\nnexus-gen convert generation_decoder.bin --layout gguf --dtype Q8_0 "
+                 f"--out models/diffusion_models/{GGUF_FILE}\n```\n"
+                 "Unet Loader (GGUF) 加载量化后的 DiT；投影器加载器从同一个文件读取适配器；模型补丁为 DiT 加上 "
+                 "Nexus-Gen 的流偏移。")
+GROUPS_ZH = {"Load models": "加载模型", "Load model": "加载模型", "Prompt": "提示词",
+             "Prompt: image + instruction": "提示：图像 + 指令", "Image + question": "图像 + 问题", "Answer": "回答",
+             "Prompt: image embeddings": "提示：图像嵌入", "Prompt: text + image blend": "提示：文本与图像混合",
+             "Sample": "采样", "Sample, upscale, sample again": "采样、放大、再采样", "Decode": "解码"}
+TEXTS_ZH = {  # widget values people read and change: prompts, instructions, questions
+    "A red fox sitting in the snow at sunset.": "夕阳下，一只红狐狸坐在雪地里。",
+    "Add a pair of sunglasses.": "给人物戴上一副墨镜。",
+    "Turn it into a watercolor painting.": "把它变成一幅水彩画。",
+    "Please give a brief description of the image.": "请简要描述这张图片。",
+    "A castle on a hill at dawn.": "黎明时分，山丘上的一座城堡。",
+}
+
+
+def files_md_zh(decoder: str | None, t5: bool = False, vae: bool = True, gguf: bool = False) -> str:
+    lines = ["**文件**（放好后在 ComfyUI 中按 R 刷新列表）：",
+             f"- [Nexus-GenV2]({HF_NEXUS})：整个文件夹（config、4 个模型分片、分词器文件）放到 "
+             "`models/nexus_gen/Nexus-GenV2/`"]
+    if decoder:
+        lines[-1] += f"，`{decoder}` 也放在其中"
+    if gguf:
+        lines.append(f"- `{GGUF_FILE}` 放到 `models/diffusion_models/`，由 generation_decoder.bin 生成（见下）")
+    te = "clip_l.safetensors" + (" 和 t5xxl_fp16.safetensors（用于负面提示词）" if t5 else "")
+    if decoder or gguf:
+        lines.append(f"- [{te}]({HF_TE}) 放到 `models/text_encoders/`")
+    if vae:
+        lines.append(f"- [FLUX.1-dev]({HF_FLUX}) 的 ae.safetensors（需先接受其许可）放到 `models/vae/`")
+    return "\n".join(lines)
+
+
+NOTES_ZH = {
+    "nexus_gen_text_to_image": note(
+        "Nexus-Gen：文生图",
+        "用生成解码器、完全按参考实现的设置（其 sigma 序列、euler、cfg 3 加 T5 负面条件、种子 52）文生图：与 "
+        "`nexus-gen generate` 得到相同的潜变量。AR 模型先写一段简短回复（显示在提示词下方）并预测 81 个图像嵌入，"
+        "再由解码器的 FLUX DiT 画出图像。提示词用中文或英文均可（language 设为 zh、en 或 auto）。",
+        files_md_zh("generation_decoder.bin", t5=True), vram=VRAM_ZH),
+    "nexus_gen_text_to_image_gguf": note(
+        "Nexus-Gen：文生图，GGUF DiT",
+        "文生图工作流，生成解码器的 DiT 量化为 GGUF Q8_0（约 12.7 GB，而不是 24 GB）：适合 8-12 GB 显卡。",
+        files_md_zh(None, t5=True, gguf=True), vram=VRAM_ZH, extra=GGUF_HOWTO_ZH),
+    "nexus_gen_edit": note(
+        "Nexus-Gen：图像编辑",
+        "用编辑解码器按指令编辑加载的图像：AR 模型预测编辑后图像的 81 个嵌入，解码器同时看到原图的 324 个参考嵌入"
+        "和编辑用的位置编号；cfg 为 1，与参考实现一致。在“提示”分组中加载你自己的图像。",
+        files_md_zh("edit_decoder.bin"), vram=VRAM_ZH),
+    "nexus_gen_edit_generation_decoder": note(
+        "Nexus-Gen：用生成解码器编辑",
+        "通过生成解码器编辑（只用 AR 模型的 81 个嵌入，没有参考嵌入）：比编辑解码器更自由，适合风格转换这类"
+        "大幅度的概念性修改。",
+        files_md_zh("generation_decoder.bin"), vram=VRAM_ZH),
+    "nexus_gen_understanding": note(
+        "Nexus-Gen：图像理解",
+        "向 AR 模型提问关于图像的问题；回答在生成过程中实时显示在“图像理解”节点上，最后保存在 Preview Any 中。"
+        "不接图像即为纯文本对话。",
+        files_md_zh(None, vae=False), vram=VRAM_AR_ZH),
+    "nexus_gen_variation": note(
+        "Nexus-Gen：图像变体",
+        "生成图像的变体：图像的 ViT 嵌入直接送入生成解码器（这正是它的训练任务），用原生 KSampler 采样。"
+        "换一个种子即得到另一个变体。",
+        files_md_zh("generation_decoder.bin"), vram=VRAM_ZH),
+    "nexus_gen_mix_prompt_image_upscale": note(
+        "Nexus-Gen：提示词 + 图像混合，放大",
+        "参考实现做不到的玩法：把提示词的嵌入与图像的嵌入混合（slerp，权重 = 图像所占比例），用原生 KSampler 和 "
+        "FluxGuidance 采样，再把潜变量放大 1.5 倍、以 denoise 0.45 再采样一次。",
+        files_md_zh("generation_decoder.bin"), vram=VRAM_ZH),
+}
+
+
+def chinese(wf: dict, name: str) -> dict:
+    """The Chinese copy of a workflow spec: the same nodes and links."""
+    graph = []
+    for key, cls, widgets, inputs in wf["graph"]:
+        widgets = {k: TEXTS_ZH.get(v, v) if isinstance(v, str) else v for k, v in widgets.items()}
+        if cls == "NexusGenPromptEmbeds":
+            widgets["language"] = "zh"
+        graph.append((key, cls, widgets, inputs))
+    return dict(graph=graph, layout={GROUPS_ZH[t]: cols for t, cols in wf["layout"].items()}, note=NOTES_ZH[name])
+
+
 # -- subgraph blueprints (ComfyUI 0.8+: a pack's subgraphs/*.json are offered as single nodes) -------------------
 # promoted: (node key, widget, subgraph input name, label)
 BLUEPRINT_T2I_WIDGETS = [("embeds", "prompt", "prompt", None), ("sampler", "noise_seed", "seed", None),
@@ -300,8 +399,13 @@ GAP_Y = 26          # between stacked nodes (plus the title bar)
 GAP_X = 24          # between columns
 GAP_GROUP = 30      # between groups
 NOTE_W = 400
-# Opened, a workflow is fitted to the screen; below a zoom of ~0.6 the frontend draws nodes without text, so a
-# graph stays within about 2200 x 1150 to be legible on a 1920x1080 screen.
+# Below a zoom of about 0.57 (1.58: 8 px of its 14 px node font; older frontends: 0.6) the frontend draws nodes
+# without text. Fitted to a 1366x768 window a graph of 2100 x 1000 opens at 0.48, so each workflow saves its view:
+# VIEW_SCALE, its top-left corner at VIEW_AT (canvas pixels; the canvas fills the window under the side bar, the tabs
+# and 1.5x's floating toolbar, so that is right of the bar and below the toolbar).
+# A graph stays within about 2150 x 1050 to fit that window at that zoom.
+VIEW_SCALE = 0.6
+VIEW_AT = (64, 96)
 WIDTHS = {"NexusGenPromptEmbeds": 360, "NexusGenEditEmbeds": 360, "NexusGenNegative": 290, "NexusGenUnderstand": 360,
           "LoadImage": 300, "SaveImage": 300, "PreviewAny": 300}
 HEIGHTS = {"LoadImage": 380, "SaveImage": 330, "NexusGenPromptEmbeds": 280, "NexusGenEditEmbeds": 250,
@@ -444,16 +548,28 @@ def graph_parts(spec, groups, info, x0=0.0, all_widget_inputs=False, external=No
     return nodes, links, gboxes, ids, lid
 
 
-def build(name: str, wf: dict, info: dict) -> dict:
+def opening_view(nodes: list, groups: list) -> dict:
+    """The saved view (extra.ds) a workflow opens with: the graph's top-left corner just below the frontend's
+    floating toolbar, at VIEW_SCALE, so that text is drawn and the graph fits a 1366x768 window. Without one the
+    frontend fits the graph with wide margins: 0.48 at 1366x768, where it draws grey boxes without text."""
+    x0 = min([n["pos"][0] for n in nodes] + [g["bounding"][0] for g in groups])
+    y0 = min([n["pos"][1] - TITLE for n in nodes] + [g["bounding"][1] for g in groups])
+    return {"scale": VIEW_SCALE, "offset": [round(VIEW_AT[0] / VIEW_SCALE - x0, 1), round(VIEW_AT[1] / VIEW_SCALE - y0, 1)]}
+
+
+def build(name: str, wf: dict, info: dict, note_title: str = "Read me") -> dict:
     spec = wf["graph"]
     nodes, links, groups, _ids, lid = graph_parts(spec, wf["layout"], info, x0=NOTE_W + GAP_GROUP)
+    for n in nodes:  # untitled, a node shows its display name in the frontend's language (locales/zh/nodeDefs.json)
+        del n["title"]
     _x, top, _w, height = groups[1]["bounding"]  # the note: left of the lower row, under the loaders
     nodes.append({"id": len(nodes) + 1, "type": "MarkdownNote", "pos": [0, top + TITLE], "size": [NOTE_W, height - TITLE],
                   "flags": {}, "order": len(nodes), "mode": 0, "inputs": [], "outputs": [], "properties": {},
-                  "widgets_values": [wf["note"]], "title": "Read me", "color": "#432", "bgcolor": "#653"})
+                  "widgets_values": [wf["note"]], "title": note_title, "color": "#432", "bgcolor": "#653"})
+    extra = {"ds": opening_view(nodes, groups), "nexus_gen": {"description": wf["note"].split("\n\n")[1]}}
     return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, "nexus-gen/" + name)), "revision": 0,
             "last_node_id": len(nodes), "last_link_id": lid - 1, "nodes": nodes, "links": links, "groups": groups,
-            "config": {}, "extra": {"nexus_gen": {"description": wf["note"].split("\n\n")[1]}}, "version": 0.4}
+            "config": {}, "extra": extra, "version": 0.4}
 
 
 def build_blueprint(name: str, bp: dict, info: dict) -> dict:
@@ -539,7 +655,9 @@ def main(argv=None):
     BLUEPRINTS.mkdir(exist_ok=True)
     for name, wf in WORKFLOWS.items():
         (OUT / f"{name}.json").write_text(json.dumps(build(name, wf, info), indent=1, ensure_ascii=False) + "\n")
-        print("wrote", OUT / f"{name}.json")
+        zh = build(name + "_zh", chinese(wf, name), info, note_title="说明")
+        (OUT / f"{name}_zh.json").write_text(json.dumps(zh, indent=1, ensure_ascii=False) + "\n")
+        print("wrote", OUT / f"{name}.json", "and", OUT / f"{name}_zh.json")
     for name, bp in BLUEPRINTS_SPEC.items():
         path = BLUEPRINTS / f"{name}.json"
         path.write_text(json.dumps(build_blueprint(name, bp, info), indent=1, ensure_ascii=False) + "\n")

@@ -5,7 +5,8 @@
 //     node tools/screenshot_workflows.js [--no-thumbnails] [--views DIR] workflows/*.json
 // Per workflow it prints one JSON line: node types the frontend does not know (missing), overlapping nodes, nodes
 // outside every group, and nodes not fully visible when the workflow opens (at 1920x1080 and 1366x768: under the
-// menu, tab or side bars, or off screen). --views DIR also saves those opening views as PNGs. Exit code 1 when any
+// menu, tab or side bars, or off screen), and whether the frontend draws their text at the opening zoom. --views DIR
+// also saves those opening views as PNGs; --locale zh opens the frontend in that language. Exit code 1 when any
 // check fails, 2 on an error.
 const { chromium } = require('playwright-core');
 const fs = require('fs');
@@ -15,6 +16,7 @@ const url = process.env.COMFY_URL || 'http://127.0.0.1:8188';
 const args = process.argv.slice(2);
 const thumbnails = !args.includes('--no-thumbnails');
 const viewsAt = args.includes('--views') ? args[args.indexOf('--views') + 1] : null;
+const locale = args.includes('--locale') ? args[args.indexOf('--locale') + 1] : null;
 const files = args.filter((a, i) => a.endsWith('.json') && args[i - 1] !== '--views');
 const SCREENS = [[1920, 1080], [1366, 768]];
 const THUMB_SCALE = 0.75;  // canvas zoom of the thumbnails: legible, and a few hundred KB at most
@@ -71,9 +73,13 @@ async function load(page, wf) {
         hidden.push(`${n.type}#${n.id} (${el ? el.tagName + '.' + String(el.className).slice(0, 40) : 'off screen'})`);
       }
     }
+    // Below the frontend's level-of-detail zoom nodes are drawn without titles, widget text or note text (1.58:
+    // 8 px of a 14 px node font, i.e. a zoom of about 0.57; older frontends: low_quality_zoom_threshold, 0.6).
+    const c = window.app.canvas;
+    const threshold = c._lowQualityZoomThreshold || c.low_quality_zoom_threshold || 0.6;
     return {
       nodes: nodes.map((n) => ({ id: n.id, type: n.type, r: rect(n) })),
-      groups, hidden, scale: ds.scale,
+      groups, hidden, scale: ds.scale, lowQuality: c.low_quality === true || ds.scale < threshold,
       missing: nodes.filter((n) => !known[n.type]).map((n) => n.type),
     };
   }, wf);
@@ -137,7 +143,7 @@ async function thumbnail(page, out) {
   // As a returning user: no first-run template browser over the canvas, no minimap or side panel over the graph.
   await fetch(url + '/settings', { method: 'POST', headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ 'Comfy.TutorialCompleted': true, 'Comfy.Minimap.Visible': false,
-      'Comfy.RightSidePanel.IsOpen': false }) });
+      'Comfy.RightSidePanel.IsOpen': false, 'Comfy.Locale': locale || 'en' }) });
   const version = await (await fetch(url + '/system_stats')).json().then((s) => s.system && s.system.comfyui_version)
     .catch(() => '?');
   let failed = false;
@@ -156,10 +162,11 @@ async function thumbnail(page, out) {
       }
       report[`hidden_on_open_${tag}`] = got.hidden;
       report[`scale_on_open_${tag}`] = Math.round(got.scale * 100) / 100;
-      failed = failed || got.hidden.length > 0;
+      report[`text_drawn_on_open_${tag}`] = !got.lowQuality;
+      failed = failed || got.hidden.length > 0 || got.lowQuality;
       if (viewsAt) {
         fs.mkdirSync(viewsAt, { recursive: true });
-        await page.screenshot({ path: path.join(viewsAt, `${path.basename(file, '.json')}-${tag}.png`) });
+        await page.screenshot({ path: path.join(viewsAt, `${path.basename(file, '.json')}-${tag}${locale ? '-' + locale : ''}.png`) });
       }
     }
     if (thumbnails) {

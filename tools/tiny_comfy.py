@@ -58,6 +58,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dir", default="/tmp/nexus_tiny_comfy", help="working folder (models, input, output, user)")
     p.add_argument("--port", type=int, default=8291)
+    p.add_argument("host_args", nargs="*", help="after --: more ComfyUI arguments, e.g. -- --front-end-root DIR "
+                   "(another frontend: pip install --target DIR2 --no-deps comfyui-frontend-package==1.49.6, "
+                   "then DIR = DIR2/comfyui_frontend_package/static)")
     a = p.parse_args(argv)
     comfy = Path(os.environ["COMFYUI_PATH"])
     base = Path(a.dir).resolve()
@@ -65,7 +68,7 @@ def main(argv=None) -> int:
     cmd = [os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu", "--listen", "127.0.0.1",
            "--port", str(a.port), "--disable-auto-launch", "--extra-model-paths-config", str(yaml),
            "--output-directory", str(base / "output"), "--input-directory", str(base / "input"),
-           "--user-directory", str(base / "user"), "--database-url", "sqlite:///:memory:"]
+           "--user-directory", str(base / "user"), "--database-url", "sqlite:///:memory:", *a.host_args]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "comfyui" / "shim"),
                                                          os.environ.get("PYTHONPATH", "")])}
     log = open(base / "comfyui.log", "w")

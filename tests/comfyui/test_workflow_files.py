@@ -1,6 +1,6 @@
 """The example workflows and subgraph blueprints as files (no ComfyUI needed): each workflow has its Markdown note
-(what, which file where with links, which VRAM preset), groups holding every node, no overlapping nodes, no saved
-view (so the frontend fits the graph to the screen), the frontend's model metadata on single-file loaders, a
+(what, which file where with links, which VRAM preset), groups holding every node, no overlapping nodes, a saved
+view legible in a 1366x768 window, a Chinese copy of each (the same graph), the frontend's model metadata on single-file loaders, a
 thumbnail of modest size; each blueprint is one subgraph node whose inputs reach inner widgets."""
 import json
 import re
@@ -10,6 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+ENGLISH = [p for p in WORKFLOWS if not p.stem.endswith("_zh")]  # each has a Chinese copy, <stem>_zh.json
 BLUEPRINTS = sorted((REPO / "subgraphs").glob("*.json"))
 NEXUS = "https://huggingface.co/modelscope/Nexus-GenV2"
 TE = "https://huggingface.co/comfyanonymous/flux_text_encoders"
@@ -55,7 +56,7 @@ def test_note_says_what_where_and_which_preset(path):
                 "--out models/diffusion_models/nexus_gen_generation_decoder-Q8_0.gguf") in text
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+@pytest.mark.parametrize("path", ENGLISH, ids=[p.stem for p in ENGLISH])
 def test_groups_hold_every_node_and_nothing_overlaps(path):
     wf = load(path)
     titles = [g["title"] for g in wf["groups"]]
@@ -77,11 +78,41 @@ def test_groups_hold_every_node_and_nothing_overlaps(path):
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
-def test_opens_fitted_and_has_a_small_thumbnail(path):
+def test_opens_legible_in_a_small_window_and_has_a_small_thumbnail(path):
+    """The saved view: at a zoom where the frontend draws text (1.58: 8 px of its 14 px font, 0.571; older: 0.6),
+    every node inside a 1366x768 window, clear of the side bar (56 px) and the floating toolbar (to y 90)."""
     wf = load(path)
-    assert "ds" not in wf.get("extra", {})  # no saved view: every frontend then fits the graph to the screen
+    ds = wf["extra"]["ds"]
+    assert 0.6 <= ds["scale"] <= 1.0
+    for n in wf["nodes"]:
+        x, y, w, h = rect(n)
+        sx, sy = (x + ds["offset"][0]) * ds["scale"], (y + ds["offset"][1]) * ds["scale"]
+        assert sx >= 56 and sy >= 90 and sx + w * ds["scale"] <= 1366 and sy + h * ds["scale"] <= 768, \
+            (n["type"], sx, sy)
+    assert all("title" not in n for n in wf["nodes"] if n["type"] not in NOTES)  # titles in the user's language
     thumb = path.with_suffix(".jpg")
     assert thumb.is_file() and thumb.stat().st_size < 200_000
+
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+@pytest.mark.parametrize("path", ENGLISH, ids=[p.stem for p in ENGLISH])
+def test_chinese_copy_is_the_same_graph_in_chinese(path):
+    en, zh = load(path), load(path.with_name(path.stem + "_zh.json"))
+    assert zh["links"] == en["links"] and zh["extra"]["ds"] == en["extra"]["ds"]
+    assert [g["bounding"] for g in zh["groups"]] == [g["bounding"] for g in en["groups"]]
+    assert all(CJK.search(g["title"]) for g in zh["groups"])
+    for a, b in zip(en["nodes"], zh["nodes"], strict=True):
+        assert {k: v for k, v in a.items() if k not in ("widgets_values", "title")} == \
+            {k: v for k, v in b.items() if k not in ("widgets_values", "title")}
+        for va, vb in zip(a["widgets_values"], b["widgets_values"], strict=True):
+            # only what people read changes: notes, prompts and questions in Chinese, the prompt template zh
+            assert va == vb or CJK.search(str(vb)) or (va, vb) == ("en", "zh"), (a["type"], va, vb)
+        if a["type"] in NOTES:
+            assert re.findall(r"\]\((https://[^)]+)\)", a["widgets_values"][0]) == \
+                re.findall(r"\]\((https://[^)]+)\)", b["widgets_values"][0])  # the same download links
+            assert re.findall(r"`[^`]+`", a["widgets_values"][0])[:3] == re.findall(r"`[^`]+`", b["widgets_values"][0])[:3]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
