@@ -96,9 +96,9 @@ T2I_LAYOUT = {"Load models": [["ar"], ["te"], ["dec"], ["vae"]],
               "Prompt": [["embeds", "reply"], ["cond", "neg"]],
               "Sample": [["latent", "sched", "ksel"], ["sampler"]],
               "Decode": [["decode", "save"]]}
-EDIT_LAYOUT = {"Load models": [["ar"], ["te"], ["dec"], ["vae"]],
-               "Prompt: image + instruction": [["img"], ["embeds", "reply"], ["cond", "neg"]],
-               "Sample": [["latent", "sched", "ksel", "sampler"]],
+EDIT_LAYOUT = {"Load models": [["ar"], ["te"], ["dec"], ["vae"]],  # the output size beside the image: a lower graph
+               "Prompt: image + instruction": [["img", "latent"], ["embeds", "reply"], ["cond", "neg"]],
+               "Sample": [["sched", "ksel", "sampler"]],
                "Decode": [["decode", "save"]]}
 GGUF_LAYOUT = {"Load models": [["ar"], ["te"], ["unet"], ["proj", "patch"], ["vae"]],
                "Prompt": [["embeds", "reply"], ["cond", "neg"]],
@@ -171,7 +171,8 @@ WORKFLOWS = {
         note=note("Nexus-Gen: image editing",
                   "Edits the loaded image by an instruction with the editing decoder: the AR model predicts the "
                   "edited image's 81 embeddings, the decoder also sees the image's 324 reference embeddings and "
-                  "editing position ids; cfg 1 as in the reference. Load your own image in the Prompt group.",
+                  "editing position ids; cfg 1 as in the reference. Load your own image, and set the output size "
+                  "below it, in the Prompt group.",
                   files_md("edit_decoder.bin"))),
     "nexus_gen_edit_generation_decoder": dict(
         graph=edit_graph(GEN_DEC, "Turn it into a watercolor painting.", "nexus_gen/edit_gendec"),
@@ -308,7 +309,7 @@ NOTES_ZH = {
     "nexus_gen_edit": note(
         "Nexus-Gen：图像编辑",
         "用编辑解码器按指令编辑加载的图像：AR 模型预测编辑后图像的 81 个嵌入，解码器同时看到原图的 324 个参考嵌入"
-        "和编辑用的位置编号；cfg 为 1，与参考实现一致。在“提示”分组中加载你自己的图像。",
+        "和编辑用的位置编号；cfg 为 1，与参考实现一致。在“提示”分组中加载你自己的图像，并在其下方设置输出尺寸。",
         files_md_zh("edit_decoder.bin"), vram=VRAM_ZH),
     "nexus_gen_edit_generation_decoder": note(
         "Nexus-Gen：用生成解码器编辑",
