@@ -15,7 +15,12 @@ const fs = require('fs');
 
 const [url, mode, what] = process.argv.slice(2);
 const image = process.argv.includes('--image') ? process.argv[process.argv.indexOf('--image') + 1] : 'example.png';
+// VUE_NODES=1: under the Vue node renderer (Nodes 2.0, 1.3x+): the result then also says how many nodes the DOM
+// drew, each node's text as drawn (vue_text: titles, widget values, streamed text) and SHOT=path.png a screenshot.
+const vue = process.env.VUE_NODES === '1';
 const SMALL = { steps: 3, width: 128, height: 96, max_new_tokens: 100 };
+// FRESH=1: a new seed, so that a host that ran this graph before runs it again instead of answering from its cache.
+if (process.env.FRESH === '1') SMALL.seed = Date.now() % 1000000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function closeDialogs(page) {
@@ -39,7 +44,7 @@ async function history() {
   // As a returning user: no first-run template browser over the canvas, no minimap or side panel over the graph.
   await fetch(url + '/settings', { method: 'POST', headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ 'Comfy.TutorialCompleted': true, 'Comfy.Minimap.Visible': false,
-      'Comfy.RightSidePanel.IsOpen': false }) });
+      'Comfy.RightSidePanel.IsOpen': false, 'Comfy.VueNodes.Enabled': vue }) });
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
@@ -121,6 +126,26 @@ async function history() {
       class_types: Object.values(prompt.output).map((n) => n.class_type),
     };
   }, SMALL);
+  if (vue) {  // each node's longest text while the prompt runs: streamed text shows there, and goes when it ends
+    await page.evaluate(() => {
+      window.__seen = {};
+      const look = () => {
+        for (const e of document.querySelectorAll('[data-node-id]')) {
+          const k = e.getAttribute('data-node-id');
+          const t = [e.innerText, ...[...e.querySelectorAll('textarea')].map((a) => a.value)].join('\n').slice(0, 2000);
+          if (!window.__seen[k] || t.length > window.__seen[k].length) window.__seen[k] = t;
+        }
+      };
+      new MutationObserver(look).observe(document.body, { subtree: true, childList: true, characterData: true });
+      window.__events = [];  // progress_text as the frontend receives it, and the node's text preview just after
+      window.app.api.addEventListener('progress_text', (e) => setTimeout(() => {
+        const n = (window.app.graph._nodes || window.app.graph.nodes).find((x) => String(x.id) === String(e.detail.nodeId));
+        const w = n && (n.widgets || []).find((x) => x.name === '$$node-text-preview');
+        window.__events.push({ node: e.detail.nodeId, text: String(e.detail.text).slice(0, 200),
+          preview: w ? String(w.value).slice(0, 200) : null });
+      }, 0));
+    });
+  }
   const before = new Set(Object.keys(await history()));
   await page.evaluate(async () => { await window.app.queuePrompt(0, 1); });
   let entry = null;
@@ -140,9 +165,25 @@ async function history() {
       }
     }
   }
+  info.frontend = await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ || null);
+  if (vue) {
+    await sleep(1500);
+    info.vue_text = await page.evaluate(() => Object.fromEntries([...document.querySelectorAll('[data-node-id]')]
+      .map((e) => [e.getAttribute('data-node-id'), e.innerText.slice(0, 2000)])));
+    info.vue_nodes = Object.keys(info.vue_text).length;
+    info.vue_seen_while_running = await page.evaluate(() => window.__seen);
+    info.progress_text_events = await page.evaluate(() => window.__events);
+    info.graph_nodes = await page.evaluate(() => (window.app.graph._nodes || window.app.graph.nodes).length);
+    if (process.env.SHOT) await page.screenshot({ path: process.env.SHOT });
+  }
+  await sleep(1000);
+  info.text_previews = await page.evaluate(() => Object.fromEntries((window.app.graph._nodes || window.app.graph.nodes)
+    .map((n) => [n.id, (n.widgets || []).find((w) => w.name === '$$node-text-preview')])
+    .filter(([, w]) => w).map(([id, w]) => [id, String(w.value).slice(0, 2000)])));
   const images = entry ? Object.values(entry.outputs || {}).flatMap((o) => o.images || []) : [];
   const messages = entry ? (entry.status.messages || []).filter((m) => m[0] === 'execution_error').map((m) => m[1]) : [];
-  const result = { ok: !!entry && entry.status.status_str === 'success' && images.length > 0,
+  const texts = entry ? Object.values(entry.outputs || {}).flatMap((o) => o.text || []) : [];
+  const result = { ok: !!entry && entry.status.status_str === 'success' && (images.length > 0 || texts.length > 0), texts,
     status: entry ? entry.status.status_str : 'not run', images, ...info, errors,
     execution_error: messages.map((m) => `${m.node_type}: ${m.exception_message}`) };
   console.log(JSON.stringify(result));

@@ -69,6 +69,8 @@ def test_workflow_loads_cleanly_in_the_frontend(browser_env, frontend_reports, o
     assert report["outside_groups"] == [], report
     for key in (k for k in report if k.startswith("hidden_on_open_") and not no_gguf):
         assert report[key] == [], (key, report)
+    for key in (k for k in report if k.startswith("text_drawn_on_open_")):  # not grey boxes at the opening zoom
+        assert report[key] is True, (key, report)
 
 
 def _served_blueprints(client) -> list[str]:
@@ -119,3 +121,27 @@ def test_missing_model_is_offered_for_download(browser_env, comfy_server):
         aside.rename(vae)
     assert out and out[-1]["ok"], proc.stdout[-3000:] + proc.stderr[-3000:]
     assert re.search(r"ae\.safetensors.{0,40}Download", out[-1]["text"][:400], re.S), out[-1]["text"][:400]
+
+
+def test_understanding_streams_onto_the_node_under_vue_nodes(browser_env, comfy_server, object_info):
+    """Under the Vue node renderer (Nodes 2.0): every node of the workflow is drawn in the DOM, the widgets the run
+    sets (reply budget, seed) reach the prompt, and the answer streams into the Understand node while it runs."""
+    client, _, _ = comfy_server
+    env = dict(browser_env[1], VUE_NODES="1", FRESH="1")
+    path = REPO / "workflows" / "nexus_gen_understanding.json"
+    try:
+        proc, out = run_node((browser_env[0], env), [HERE / "frontend_run.js", client.base, "workflow", path],
+                             timeout=600)
+    finally:
+        client.post("/settings", {"Comfy.VueNodes.Enabled": False})
+    assert out and out[-1]["ok"], proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = out[-1]
+    version = tuple(int(x) for x in re.findall(r"\d+", result["frontend"] or "0")[:2])
+    if version < (1, 28):  # Nodes 2.0 (the setting) came in 1.27.1; checked on 1.58.1
+        pytest.skip(f"frontend {result['frontend']} has no Vue node renderer")
+    assert result["vue_nodes"] == result["graph_nodes"] == len(json.loads(path.read_text())["nodes"]), result
+    (answer,) = result["texts"]
+    understand = next(k for k, v in result["vue_text"].items() if object_info["NexusGenUnderstand"]["display_name"] in v)
+    assert answer.strip() and answer.strip() in result["vue_seen_while_running"][understand], result
+    assert any(e["node"] == understand and e["preview"] for e in result["progress_text_events"]), result
+
