@@ -33,3 +33,13 @@ def test_working_torchvision_is_left_alone(tmp_path):
             "import sys, nexus_core.loading.companions as c\nprint('TV', sys.modules.get('torchvision'), c.hide_broken_companions())\n")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "does not work" not in r.stderr and "TV <module 'torchvision'" in r.stdout and "[]" in r.stdout
+
+
+def test_too_late_once_transformers_is_imported_unless_forced(tmp_path):
+    """After transformers is imported the host has decided: a broken torchvision is left as it is (it would only
+    be hidden from code that already looked), unless force=True."""
+    r = run(tmp_path, "raise RuntimeError('operator torchvision::nms does not exist')\n",
+            "import sys, transformers, nexus_core.loading.companions as c\n"
+            "print('LATE', c.hide_broken_companions())\nprint('FORCED', c.hide_broken_companions(force=True))\n")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "LATE []" in r.stdout and "FORCED ['torchvision']" in r.stdout, r.stdout

@@ -28,8 +28,10 @@ def test_layout_a_gguf_loader_expects(converted):
     assert len(dit) == 76 and all(k.startswith(("model.diffusion_model.", "adapter.")) for k in types)
     assert types["model.diffusion_model.double_blocks.0.img_attn.qkv.weight"] == gguf.GGMLQuantizationType.Q8_0
     assert types["model.diffusion_model.double_blocks.0.img_attn.qkv.bias"] == gguf.GGMLQuantizationType.F32
-    assert all(v in (gguf.GGMLQuantizationType.BF16, gguf.GGMLQuantizationType.F32)
-               for k, v in types.items() if k.startswith("adapter."))
+    shapes = {t.name: len(t.shape) for t in reader.tensors}
+    adapter = {k: v for k, v in types.items() if k.startswith("adapter.")}  # matrices as stored (bf16), vectors F32
+    assert adapter and all(v == (gguf.GGMLQuantizationType.BF16 if shapes[k] >= 2 else gguf.GGMLQuantizationType.F32)
+                           for k, v in adapter.items()), {k: (v, shapes[k]) for k, v in adapter.items()}
 
 
 def test_dit_within_q8_error_and_projector_exact(converted, tiny_root):
