@@ -345,6 +345,16 @@ def chinese(wf: dict, name: str) -> dict:
     return dict(graph=graph, layout={GROUPS_ZH[t]: cols for t, cols in wf["layout"].items()}, note=NOTES_ZH[name])
 
 
+# -- apps (frontend 1.41+: a workflow with extra.linearMode opens as an app, the graph hidden) -------------------------
+APPS = {  # name: (the workflow it is made from, the widgets it shows, the outputs it shows)
+    "nexus_gen_text_to_image_app": dict(
+        workflow="nexus_gen_text_to_image",
+        inputs=[("embeds", "prompt"), ("embeds", "language"), ("sampler", "noise_seed"), ("latent", "width"),
+                ("latent", "height"), ("sched", "steps")],
+        outputs=["save"]),
+}
+
+
 # -- subgraph blueprints (ComfyUI 0.8+: a pack's subgraphs/*.json are offered as single nodes) -------------------
 # promoted: (node key, widget, subgraph input name, label)
 BLUEPRINT_T2I_WIDGETS = [("embeds", "prompt", "prompt", None), ("sampler", "noise_seed", "seed", None),
@@ -558,9 +568,9 @@ def opening_view(nodes: list, groups: list) -> dict:
     return {"scale": VIEW_SCALE, "offset": [round(VIEW_AT[0] / VIEW_SCALE - x0, 1), round(VIEW_AT[1] / VIEW_SCALE - y0, 1)]}
 
 
-def build(name: str, wf: dict, info: dict, note_title: str = "Read me") -> dict:
+def build(name: str, wf: dict, info: dict, note_title: str = "Read me", app: dict | None = None) -> dict:
     spec = wf["graph"]
-    nodes, links, groups, _ids, lid = graph_parts(spec, wf["layout"], info, x0=NOTE_W + GAP_GROUP)
+    nodes, links, groups, ids, lid = graph_parts(spec, wf["layout"], info, x0=NOTE_W + GAP_GROUP)
     for n in nodes:  # untitled, a node shows its display name in the frontend's language (locales/zh/nodeDefs.json)
         del n["title"]
     _x, top, _w, height = groups[1]["bounding"]  # the note: left of the lower row, under the loaders
@@ -568,6 +578,10 @@ def build(name: str, wf: dict, info: dict, note_title: str = "Read me") -> dict:
                   "flags": {}, "order": len(nodes), "mode": 0, "inputs": [], "outputs": [], "properties": {},
                   "widgets_values": [wf["note"]], "title": note_title, "color": "#432", "bgcolor": "#653"})
     extra = {"ds": opening_view(nodes, groups), "nexus_gen": {"description": wf["note"].split("\n\n")[1]}}
+    if app:  # frontend 1.41+ opens it as an app: these widgets and outputs, the graph hidden; older ones as a graph
+        extra["linearMode"] = True
+        extra["linearData"] = {"inputs": [[ids[key], widget] for key, widget in app["inputs"]],
+                               "outputs": [ids[key] for key in app["outputs"]]}
     return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, "nexus-gen/" + name)), "revision": 0,
             "last_node_id": len(nodes), "last_link_id": lid - 1, "nodes": nodes, "links": links, "groups": groups,
             "config": {}, "extra": extra, "version": 0.4}
@@ -659,6 +673,11 @@ def main(argv=None):
         zh = build(name + "_zh", chinese(wf, name), info, note_title="说明")
         (OUT / f"{name}_zh.json").write_text(json.dumps(zh, indent=1, ensure_ascii=False) + "\n")
         print("wrote", OUT / f"{name}.json", "and", OUT / f"{name}_zh.json")
+    (OUT / "apps").mkdir(exist_ok=True)
+    for name, app in APPS.items():
+        wf = build(name, WORKFLOWS[app["workflow"]], info, app=app)
+        (OUT / "apps" / f"{name}.json").write_text(json.dumps(wf, indent=1, ensure_ascii=False) + "\n")
+        print("wrote", OUT / "apps" / f"{name}.json")
     for name, bp in BLUEPRINTS_SPEC.items():
         path = BLUEPRINTS / f"{name}.json"
         path.write_text(json.dumps(build_blueprint(name, bp, info), indent=1, ensure_ascii=False) + "\n")

@@ -5,6 +5,8 @@
 //     feeds it a Load Image when it has an image input, and wires its image to a Save Image;
 //   node frontend_run.js URL workflow path/to/workflow.json
 //     opens a workflow as File > Open does;
+//   node frontend_run.js URL app path/to/app.json
+//     opens an app (a workflow with extra.linearMode, frontend 1.41+) and presses the app's own Run button;
 //   node frontend_run.js URL missing-models path/to/workflow.json
 //     opens it and prints what the missing-models dialog (or 1.58's issues panel) says, then stops.
 // Then it makes the graph small (steps 3, 128x96, reply budget 100 tokens, in subgraphs too), presses Run
@@ -66,8 +68,21 @@ async function history() {
     await browser.close();
     return;
   }
+  let appView = null;
   if (mode === 'workflow') {
     await page.evaluate(async (wf) => { await window.app.loadGraphData(wf); }, JSON.parse(fs.readFileSync(what, 'utf8')));
+  } else if (mode === 'app') {
+    // Opened as File > Open does (a named workflow), so that its own mode (extra.linearMode) applies.
+    await page.evaluate(async ([wf, name]) => { await window.app.loadGraphData(wf, true, true, name); },
+      [JSON.parse(fs.readFileSync(what, 'utf8')), what.split('/').pop().replace(/\.json$/, '')]);
+    await sleep(3000);
+    await page.getByRole('button', { name: 'Skip' }).click({ timeout: 3000 }).catch(() => {});  // the apps tour
+    await sleep(500);
+    appView = await page.evaluate(() => {
+      const c = window.app.canvas.canvas;
+      return { graph_hidden: !c.offsetParent || c.getBoundingClientRect().width === 0,
+        text: document.body.innerText.slice(0, 3000) };
+    });
   } else {
     // The node search box, as a person adds a node. The blueprints register a moment after the page loads, so
     // wait for the search to list it, and try again if the first search came too early.
@@ -147,7 +162,12 @@ async function history() {
     });
   }
   const before = new Set(Object.keys(await history()));
-  await page.evaluate(async () => { await window.app.queuePrompt(0, 1); });
+  if (appView) {
+    info.app = appView;
+    await page.getByRole('button', { name: 'Run', exact: true }).last().click({ timeout: 10000 });  // the app's own
+  } else {
+    await page.evaluate(async () => { await window.app.queuePrompt(0, 1); });
+  }
   let entry = null;
   for (let i = 0; i < 600 && !entry; i++) {
     await sleep(1000);

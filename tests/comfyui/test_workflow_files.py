@@ -155,3 +155,23 @@ def test_blueprint_is_one_subgraph_node(path):
         assert target["link"] == lid and target["type"] == inp["type"]
     (out,) = sub["outputs"]
     assert out["type"] == "IMAGE" and links[out["linkIds"][0]]["target_id"] == -20
+
+
+APPS = sorted((REPO / "workflows" / "apps").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", APPS, ids=[p.stem for p in APPS])
+def test_app_is_its_workflow_with_the_widgets_it_shows(path):
+    """An app (frontend 1.41+: extra.linearMode) is a workflow of workflows/ plus the widgets and outputs it shows;
+    each names a node of the graph (that the widget exists is checked where the frontend shows it,
+    test_workflows_frontend.py), the outputs are image savers."""
+    app = load(path)
+    base = load(REPO / "workflows" / (path.stem.removesuffix("_app") + ".json"))
+    assert app["nodes"] == base["nodes"] and app["links"] == base["links"] and app["groups"] == base["groups"]
+    assert app["extra"]["linearMode"] is True
+    nodes = {n["id"]: n for n in app["nodes"]}
+    data = app["extra"]["linearData"]
+    assert data["inputs"] and data["outputs"]
+    for node_id, widget in data["inputs"]:
+        assert node_id in nodes and nodes[node_id]["type"] not in NOTES and widget, (node_id, widget)
+    assert all(nodes[i]["type"] == "SaveImage" for i in data["outputs"])

@@ -145,3 +145,25 @@ def test_understanding_streams_onto_the_node_under_vue_nodes(browser_env, comfy_
     assert answer.strip() and answer.strip() in result["vue_seen_while_running"][understand], result
     assert any(e["node"] == understand and e["preview"] for e in result["progress_text_events"]), result
 
+
+
+APPS = sorted((REPO / "workflows" / "apps").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", APPS, ids=[p.stem for p in APPS])
+def test_app_opens_without_the_graph_and_runs_from_its_run_button(browser_env, comfy_server, path):
+    """Frontend 1.41+ opens a workflow with extra.linearMode as an app: the graph hidden, the chosen widgets shown,
+    and the app's own Run button makes the image."""
+    client, _, _ = comfy_server
+    env = dict(browser_env[1], FRESH="1")
+    proc, out = run_node((browser_env[0], env), [HERE / "frontend_run.js", client.base, "app", path], timeout=600)
+    result = out[-1] if out else {}
+    version = tuple(int(x) for x in re.findall(r"\d+", result.get("frontend") or "0")[:2])
+    if out and version < (1, 41):
+        pytest.skip(f"frontend {result['frontend']} has no app mode (1.41+)")
+    assert out and result["ok"], proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert result["app"]["graph_hidden"], result["app"]
+    shown = json.loads(path.read_text())["extra"]["linearData"]["inputs"]
+    for _node, widget in shown:
+        assert f"\n{widget}\n" in result["app"]["text"], (widget, result["app"]["text"][-800:])
+    assert [_image_size(client, ref) for ref in result["images"]] == [(128, 96)], result
