@@ -83,6 +83,20 @@ def test_streamed_layers_bring_their_own_tensors_only_while_they_run(monkeypatch
     assert [layer.weight.data_ptr() for layer in model] == home and torch.isfinite(out).all()
 
 
+def test_streamed_layers_keep_their_home_in_cpu_memory(monkeypatch):
+    """A model that sits on an accelerator when streaming starts is moved to CPU memory first (its home copies
+    are what each layer brings over): a spy on Module.to, since a CPU-only machine cannot see the move itself."""
+    from nexus_core.memory import offload
+
+    targets = []
+    real_to = torch.nn.Module.to
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: (targets.append((a, k)), real_to(self, *a, **k))[1])
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3))
+    offload.stream_layers(model, "meta")
+    assert targets and torch.device(*targets[0][0]) == torch.device("cpu"), targets
+    offload.stream_layers(model, "meta")  # a second call is a no-op: no second move
+    assert len(targets) == 1
+
 # --- validation bounds on both sides ------------------------------------------------------------------------------
 
 def _check(fn, *args, **kw):
