@@ -236,8 +236,8 @@ WORKFLOWS = {
                ("decode", "VAEDecode", {}, {"samples": ("ks2", 0), "vae": ("vae", 0)}),
                ("save", "SaveImage", {"filename_prefix": "nexus_gen/mix"}, {"images": ("decode", 0)})],
         layout={"Load models": [["ar"], ["te"], ["dec"], ["vae"]],
-                "Prompt: text + image blend": [["p", "img"], ["i", "mix", "cond0", "cond", "neg"]],
-                "Sample, upscale, sample again": [["latent", "ks1"], ["up", "ks2"]],
+                "Prompt: text + image blend": [["p", "img"], ["i", "mix", "cond0", "cond"]],
+                "Sample, upscale, sample again": [["latent", "ks1", "neg"], ["up", "ks2"]],  # neg: a lower graph
                 "Decode": [["decode", "save"]]},
         note=note("Nexus-Gen: prompt + image mix, upscale",
                   "What the reference cannot do: blend a prompt's embeddings with an image's (slerp, weight = "
@@ -408,7 +408,7 @@ GROUP_TITLE = 44    # a group's title bar (font 24)
 PAD = 16            # inside a group, around its nodes
 GAP_Y = 26          # between stacked nodes (plus the title bar)
 GAP_X = 24          # between columns
-GAP_GROUP = 30      # between groups
+GAP_GROUP = 18      # between groups (at 30 the edit graph was 31 units too wide for 1.27's canvas at 1366x768)
 NOTE_W = 400
 # Below a zoom of about 0.57 (1.58: 8 px of its 14 px node font; older frontends: 0.6) the frontend draws nodes
 # without text. Fitted to a 1366x768 window a graph of 2100 x 1000 opens at 0.48, so each workflow saves its view:
@@ -419,7 +419,7 @@ VIEW_SCALE = 0.6
 VIEW_AT = (64, 96)
 WIDTHS = {"NexusGenPromptEmbeds": 360, "NexusGenEditEmbeds": 360, "NexusGenNegative": 290, "NexusGenUnderstand": 360,
           "LoadImage": 300, "SaveImage": 300, "PreviewAny": 300}
-HEIGHTS = {"LoadImage": 380, "SaveImage": 330, "NexusGenPromptEmbeds": 280, "NexusGenEditEmbeds": 250,
+HEIGHTS = {"LoadImage": 340, "SaveImage": 330, "NexusGenPromptEmbeds": 280, "NexusGenEditEmbeds": 250,
            "NexusGenUnderstand": 250, "NexusGenNegative": 150, "PreviewAny": 160}
 GROUP_COLORS = ["#3f789e", "#b58b2a", "#8a8a3a", "#a1309b", "#3f9e78"]
 

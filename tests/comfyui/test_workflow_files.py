@@ -80,15 +80,18 @@ def test_groups_hold_every_node_and_nothing_overlaps(path):
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
 def test_opens_legible_in_a_small_window_and_has_a_small_thumbnail(path):
     """The saved view: at a zoom where the frontend draws text (1.58: 8 px of its 14 px font, 0.571; older: 0.6),
-    every node inside a 1366x768 window, clear of the side bar (56 px) and the floating toolbar (to y 90)."""
+    every node inside a 1366x768 window. 1.4x-1.5x: the canvas fills the window, under the side bar (56 px) and the
+    floating toolbar (to y 90); 1.27: the canvas starts at (40, 41), right of its side bar and below its menu (its
+    tabs lie over the canvas's top, above where the graph starts)."""
     wf = load(path)
     ds = wf["extra"]["ds"]
     assert 0.6 <= ds["scale"] <= 1.0
     for n in wf["nodes"]:
         x, y, w, h = rect(n)
         sx, sy = (x + ds["offset"][0]) * ds["scale"], (y + ds["offset"][1]) * ds["scale"]
-        assert sx >= 56 and sy >= 90 and sx + w * ds["scale"] <= 1366 and sy + h * ds["scale"] <= 768, \
-            (n["type"], sx, sy)
+        ex, ey = sx + w * ds["scale"], sy + h * ds["scale"]
+        assert sx >= 56 and sy >= 90 and ex <= 1366 and ey <= 768, ("1.58", n["type"], sx, sy, ex, ey)
+        assert ex + 40 <= 1366 and ey + 41 <= 768, ("1.27", n["type"], ex + 40, ey + 41)
     assert all("title" not in n for n in wf["nodes"] if n["type"] not in NOTES)  # titles in the user's language
     thumb = path.with_suffix(".jpg")
     assert thumb.is_file() and thumb.stat().st_size < 200_000
