@@ -142,8 +142,11 @@ def test_understanding_streams_onto_the_node_under_vue_nodes(browser_env, comfy_
     assert result["vue_nodes"] == result["graph_nodes"] == len(json.loads(path.read_text())["nodes"]), result
     (answer,) = result["texts"]
     understand = next(k for k, v in result["vue_text"].items() if object_info["NexusGenUnderstand"]["display_name"] in v)
-    assert answer.strip() and answer.strip() in result["vue_seen_while_running"][understand], result
-    assert any(e["node"] == understand and e["preview"] for e in result["progress_text_events"]), result
+    # ours: the text reaches the node's text preview while it is written, and all of it in the end
+    previews = [e["preview"] for e in result["progress_text_events"] if e["node"] == understand]
+    assert len(previews) >= 2 and previews[-1].strip() == answer.strip() != "", result
+    if version >= (1, 58):  # the renderer's: 1.58.1 draws text previews on Vue nodes, 1.35.9 does not (seen here)
+        assert answer.strip() in result["vue_seen_while_running"][understand], result
 
 
 
