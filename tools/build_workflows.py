@@ -163,8 +163,10 @@ WORKFLOWS = {
         layout=GGUF_LAYOUT,
         note=note("Nexus-Gen: text to image, GGUF DiT",
                   "The text-to-image workflow with the generation decoder's DiT quantized to GGUF Q8_0 (about "
-                  "12.7 GB instead of 24): for 8-12 GB cards.",
-                  files_md(None, t5=True, gguf=True), extra=GGUF_HOWTO)),
+                  "12.7 GB instead of 24): for 12 GB cards, where its last part streams. On 8 GB cards make Q4_0 "
+                  "(6.7 GB: `--dtype Q4_0`) and pick that file in Unet Loader (GGUF) and Projector Loader.",
+                  files_md(None, t5=True, gguf=True), extra=GGUF_HOWTO,
+                  vram=VRAM.replace("DiT = Decoder Loader", "DiT = Unet Loader (GGUF)"))),
     "nexus_gen_edit": dict(
         graph=edit_graph(EDIT_DEC, "Add a pair of sunglasses.", "nexus_gen/edit", with_reply=True),
         layout=EDIT_LAYOUT,
@@ -304,8 +306,10 @@ NOTES_ZH = {
         files_md_zh("generation_decoder.bin", t5=True), vram=VRAM_ZH),
     "nexus_gen_text_to_image_gguf": note(
         "Nexus-Gen：文生图，GGUF DiT",
-        "文生图工作流，生成解码器的 DiT 量化为 GGUF Q8_0（约 12.7 GB，而不是 24 GB）：适合 8-12 GB 显卡。",
-        files_md_zh(None, t5=True, gguf=True), vram=VRAM_ZH, extra=GGUF_HOWTO_ZH),
+        "文生图工作流，生成解码器的 DiT 量化为 GGUF Q8_0（约 12.7 GB，而不是 24 GB）：适合 12 GB 显卡，最后一部分流式"
+        "传输。8 GB 显卡请生成 Q4_0（6.7 GB：`--dtype Q4_0`），并在 Unet Loader (GGUF) 和投影器加载器中选择该文件。",
+        files_md_zh(None, t5=True, gguf=True), vram=VRAM_ZH.replace("DiT = 解码器加载器", "DiT = Unet Loader (GGUF)"),
+        extra=GGUF_HOWTO_ZH),
     "nexus_gen_edit": note(
         "Nexus-Gen：图像编辑",
         "用编辑解码器按指令编辑加载的图像：AR 模型预测编辑后图像的 81 个嵌入，解码器同时看到原图的 324 个参考嵌入"
