@@ -42,11 +42,17 @@ def crowd(models: Path, n_files: int, n_folders: int) -> None:
         (folder / "model.safetensors").write_bytes(len(raw).to_bytes(8, "little") + raw)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def crowd_parser(doc: str) -> argparse.ArgumentParser:
+    """The options of the per-prompt benchmarks: how many prompts, and how crowded the models folder is."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--prompts", type=int, default=20)
-    p.add_argument("--files", type=int, default=200)
-    p.add_argument("--folders", type=int, default=20)
+    p.add_argument("--files", type=int, default=200, help="files in diffusion_models")
+    p.add_argument("--folders", type=int, default=20, help="model folders (nexus_gen, LLM)")
+    return p
+
+
+def main(argv=None) -> int:
+    p = crowd_parser(__doc__)
     a = p.parse_args(argv)
     comfy = os.environ.get("COMFYUI_PATH")
     if not comfy:
