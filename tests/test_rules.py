@@ -90,7 +90,8 @@ def test_streamed_layers_keep_their_home_in_cpu_memory(monkeypatch):
 
     targets = []
     real_to = torch.nn.Module.to
-    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: (targets.append((a, k)), real_to(self, *a, **k))[1])
+    monkeypatch.setattr(torch.nn.Module, "to",
+                        lambda self, *a, **k: (targets.append((a, k)), real_to(self, *a, **k))[1])
     model = torch.nn.Sequential(torch.nn.Linear(3, 3))
     offload.stream_layers(model, "meta")
     assert targets and torch.device(*targets[0][0]) == torch.device("cpu"), targets

@@ -7,8 +7,10 @@ specs, with /object_info from a running ComfyUI that has this pack (and ComfyUI-
 Each workflow gets a Markdown note (what it does, which file goes where, which VRAM preset), groups
 (load / prompt / sample / decode), the frontend's model metadata on the loaders of single-file models (so the
 missing-models dialog offers the download), and a saved view at a zoom where the frontend draws text (see
-VIEW_SCALE): fitted, the larger graphs opened at 0.48 in a 1366x768 window, as grey boxes. The same-stem .jpg thumbnails are screenshots of the real frontend taken by
-tools/screenshot_workflows.js, which also checks the layout (missing nodes, overlaps, groups, initial view).
+VIEW_SCALE): fitted, the larger graphs opened at 0.48 in a 1366x768 window, as grey boxes. Each also gets a Chinese
+copy (<name>_zh.json), and workflows/apps/ the text-to-image workflow as an app. The same-stem .jpg thumbnails are
+screenshots of the real frontend taken by tools/screenshot_workflows.js, which also checks the layout (missing
+nodes, overlaps, groups, initial view).
 """
 from __future__ import annotations
 

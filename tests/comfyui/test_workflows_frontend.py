@@ -141,7 +141,8 @@ def test_understanding_streams_onto_the_node_under_vue_nodes(browser_env, comfy_
         pytest.skip(f"frontend {result['frontend']} has no Vue node renderer")
     assert result["vue_nodes"] == result["graph_nodes"] == len(json.loads(path.read_text())["nodes"]), result
     (answer,) = result["texts"]
-    understand = next(k for k, v in result["vue_text"].items() if object_info["NexusGenUnderstand"]["display_name"] in v)
+    title = object_info["NexusGenUnderstand"]["display_name"]
+    understand = next(k for k, v in result["vue_text"].items() if title in v)
     # ours: the text reaches the node's text preview while it is written, and all of it in the end
     previews = [e["preview"] for e in result["progress_text_events"] if e["node"] == understand]
     assert len(previews) >= 2 and previews[-1].strip() == answer.strip() != "", result
