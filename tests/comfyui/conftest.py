@@ -53,7 +53,7 @@ def comfy_server(comfy_root, tmp_path_factory):
     yaml.write_text("nexus_test:\n"
                     f"    base_path: {models}\n"
                     "    nexus_gen: nexus_gen\n    text_encoders: text_encoders\n    vae: vae\n"
-                    "    diffusion_models: diffusion_models\n"
+                    "    diffusion_models: diffusion_models\n    loras: loras\n"
                     f"    custom_nodes: {nodes_dir}\n")
     port = _free_port()
     log = base / "comfyui.log"

@@ -4,7 +4,8 @@ block, context 4096, pooled 768) that every host's FLUX detection accepts:
     Loader, against the same decoder in bf16 through Nexus-Gen Decoder Loader;
   * ComfyUI's own CLIP (CLIPLoader, a full-size random CLIP-L) instead of the pack's text encoders;
   * a GGUF MODEL whose widths don't match the projector is refused with a clear node error;
-  * the AR with fp8 weights on the CPU device and the DiT in fp8 on the default device."""
+  * the AR with fp8 weights on the CPU device and the DiT in fp8 on the default device;
+  * FLUX LoRAs in the ComfyUI/BFL, kohya and diffusers (PEFT) layouts through ComfyUI's own LoraLoaderModelOnly."""
 import json
 
 import pytest
@@ -166,3 +167,84 @@ def test_fp8_ar_on_cpu_and_fp8_dit(wide, bf16_latents):
     r = rel(bf16_latents, got)
     print(f"AR fp8 on cpu + DiT fp8_e4m3fn vs full precision: max|diff| / max = {r:.2e} (latents)")
     assert 0 < r < 0.25
+
+
+# --- LoRAs in the layouts people download, on the real route (ComfyUI's own FLUX model and LoRA loader) ---------
+
+H = 3072  # the wide DiT: 1 double block, 1 single block, MLP ratio 4
+
+
+def _pair(rank: int, n_in: int, n_out: int, gen) -> tuple[torch.Tensor, torch.Tensor]:
+    """(down (r, in), up (out, r)) large enough to move 3 sampling steps."""
+    return (torch.randn(rank, n_in, generator=gen) * 0.05).to(torch.bfloat16), \
+        (torch.randn(n_out, rank, generator=gen) * 0.05).to(torch.bfloat16)
+
+
+# Each layout: (target, in, out) per module, named as that layout names it; the modules cover both block kinds.
+LORA_MODULES = {  # FLUX name: (in, out)
+    "double_blocks.0.img_attn.qkv": (H, 3 * H), "double_blocks.0.txt_mlp.2": (4 * H, H),
+    "single_blocks.0.linear1": (H, 7 * H), "single_blocks.0.linear2": (5 * H, H),
+}
+
+
+def lora_file(layout: str, only: str = "") -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(7)
+    sd = {}
+    if layout == "diffusers":  # PEFT names; q/k/v and the single block's MLP land on slices of the fused weights
+        mods = {"transformer.transformer_blocks.0.attn.to_q": (H, H),
+                "transformer.transformer_blocks.0.attn.add_v_proj": (H, H),
+                "transformer.transformer_blocks.0.ff_context.net.2": (4 * H, H),
+                "transformer.single_transformer_blocks.0.attn.to_k": (H, H),
+                "transformer.single_transformer_blocks.0.proj_mlp": (H, 4 * H),
+                "transformer.single_transformer_blocks.0.proj_out": (5 * H, H)}
+        for name, (n_in, n_out) in mods.items():
+            if only and only not in name:
+                continue
+            sd[name + ".lora_A.weight"], sd[name + ".lora_B.weight"] = _pair(8, n_in, n_out, gen)
+        return sd
+    for name, (n_in, n_out) in LORA_MODULES.items():
+        if only and not name.startswith(only):
+            continue
+        down, up = _pair(8, n_in, n_out, gen)
+        if layout == "kohya":
+            key = "lora_unet_" + name.replace(".", "_")
+            sd[key + ".lora_down.weight"], sd[key + ".lora_up.weight"] = down, up
+            sd[key + ".alpha"] = torch.tensor(8.0)
+        else:  # ComfyUI / BFL names under diffusion_model.
+            key = "diffusion_model." + name
+            sd[key + ".lora_A.weight"], sd[key + ".lora_B.weight"] = down, up
+    return sd
+
+
+def with_lora(name: str, strength: float) -> dict:
+    g = graph(bf16_model(), ["m", 1], pack_text())
+    g["lora"] = {"class_type": "LoraLoaderModelOnly",
+                 "inputs": {"model": ["m", 0], "lora_name": name, "strength_model": strength}}
+    g["s"]["inputs"]["model"] = ["lora", 0]
+    return g
+
+
+@pytest.mark.parametrize("layout,only", [("comfyui", ""), ("kohya", ""), ("diffusers", ""),
+                                         ("kohya", "single_blocks"), ("diffusers", "single_transformer_blocks")])
+def test_lora_layouts_apply_every_key_on_the_real_route(wide, comfy_server, bf16_latents, layout, only):
+    """A FLUX LoRA in each layout people download, through ComfyUI's own LoraLoaderModelOnly onto the MODEL of
+    Nexus-Gen Decoder Loader: no key is left unloaded (the host would only log it), strength 0 gives the base
+    latents bit for bit, strength 1 changes them, also when the LoRA touches the single blocks only."""
+    from safetensors.torch import save_file
+
+    client, base = wide
+    _, _, log = comfy_server
+    name = f"nexus_test_{layout}{'_' + only if only else ''}.safetensors"
+    path = base / "models" / "loras" / name
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        save_file(lora_file(layout, only), str(path))
+    before = len(log.read_text(errors="replace"))
+    zero = run(client, base, with_lora(name, 0.0))
+    one = run(client, base, with_lora(name, 1.0))
+    new_log = log.read_text(errors="replace")[before:]
+    assert "lora key not loaded" not in new_log, new_log[-3000:]
+    assert torch.equal(zero, bf16_latents)
+    r = rel(bf16_latents, one)
+    print(f"LoRA {layout} {only or 'all'}: strength 1 moves the latents by {r:.2e} (max|diff| / max|base|)")
+    assert r > 1e-3
