@@ -16,6 +16,7 @@ from client import messages
 
 pytestmark = pytest.mark.comfyui
 WIDE = "Wide/generation_decoder.bin"
+WIDE_EDIT = "Nexus-GenV2/edit_decoder_wide.bin"  # beside the (tiny) AR's config.json, which its merger needs
 WIDE_GGUF = "nexus_gen_wide-Q8_0.gguf"
 CLIP_FULL = "clip_l_full.safetensors"
 
@@ -27,7 +28,7 @@ def wide(comfy_server):
     from safetensors.torch import save_file
 
     from nexus_core.decoder.convert import convert_to_gguf
-    from nexus_core.synthetic.decoders import write_generation_decoder
+    from nexus_core.synthetic.decoders import write_edit_decoder, write_generation_decoder
 
     client, base, _ = comfy_server
     models = base / "models"
@@ -35,6 +36,9 @@ def wide(comfy_server):
     if not dec.exists():
         dec.parent.mkdir(parents=True, exist_ok=True)
         write_generation_decoder(dec, 64, seed=5, hidden=3072, n_double=1, n_single=1, context=4096, pooled=768)
+        ar_config = json.loads((models / "nexus_gen" / "Nexus-GenV2" / "config.json").read_text())
+        write_edit_decoder(models / "nexus_gen" / WIDE_EDIT, ar_config, seed=6, hidden=3072, n_double=1, n_single=1,
+                           context=4096, pooled=768)
         (models / "diffusion_models").mkdir(exist_ok=True)
         convert_to_gguf(dec, models / "diffusion_models" / WIDE_GGUF, "Q8_0")
         torch.manual_seed(0)
@@ -216,17 +220,36 @@ def lora_file(layout: str, only: str = "") -> dict[str, torch.Tensor]:
     return sd
 
 
-def with_lora(name: str, strength: float) -> dict:
-    g = graph(bf16_model(), ["m", 1], pack_text())
+def edit_graph() -> dict:
+    """The editing decoder on the real route: image + instruction -> 81 + 324 embeddings -> its merger."""
+    g = graph({"class_type": "NexusGenDecoderLoader", "inputs": {"decoder": WIDE_EDIT, "weight_dtype": "default"}},
+              ["m", 1], pack_text())
+    g["img"] = {"class_type": "LoadImage", "inputs": {"image": "example.png"}}
+    g["emb"] = {"class_type": "NexusGenEditEmbeds",
+                "inputs": {"nexus_ar": ["ar", 0], "image": ["img", 0], "instruction": "Make it blue.",
+                           "mode": "fast", "seed": 0, "max_new_tokens": 100}}
+    return g
+
+
+def with_lora(name: str, strength: float, editing: bool = False) -> dict:
+    g = edit_graph() if editing else graph(bf16_model(), ["m", 1], pack_text())
     g["lora"] = {"class_type": "LoraLoaderModelOnly",
                  "inputs": {"model": ["m", 0], "lora_name": name, "strength_model": strength}}
     g["s"]["inputs"]["model"] = ["lora", 0]
     return g
 
 
-@pytest.mark.parametrize("layout,only", [("comfyui", ""), ("kohya", ""), ("diffusers", ""),
-                                         ("kohya", "single_blocks"), ("diffusers", "single_transformer_blocks")])
-def test_lora_layouts_apply_every_key_on_the_real_route(wide, comfy_server, bf16_latents, layout, only):
+@pytest.fixture(scope="module")
+def edit_latents(wide):
+    client, base = wide
+    return run(client, base, edit_graph())
+
+
+@pytest.mark.parametrize("layout,only,editing", [("comfyui", "", False), ("kohya", "", False), ("diffusers", "", False),
+                                                 ("kohya", "single_blocks", False),
+                                                 ("diffusers", "single_transformer_blocks", False),
+                                                 ("kohya", "", True), ("diffusers", "", True)])
+def test_lora_layouts_apply_every_key_on_the_real_route(request, wide, comfy_server, layout, only, editing):
     """A FLUX LoRA in each layout people download, through ComfyUI's own LoraLoaderModelOnly onto the MODEL of
     Nexus-Gen Decoder Loader: no key is left unloaded (the host would only log it), strength 0 gives the base
     latents bit for bit, strength 1 changes them, also when the LoRA touches the single blocks only."""
@@ -239,12 +262,14 @@ def test_lora_layouts_apply_every_key_on_the_real_route(wide, comfy_server, bf16
     if not path.exists():
         path.parent.mkdir(exist_ok=True)
         save_file(lora_file(layout, only), str(path))
+    base_latents = request.getfixturevalue("edit_latents" if editing else "bf16_latents")
     before = len(log.read_text(errors="replace"))
-    zero = run(client, base, with_lora(name, 0.0))
-    one = run(client, base, with_lora(name, 1.0))
+    zero = run(client, base, with_lora(name, 0.0, editing))
+    one = run(client, base, with_lora(name, 1.0, editing))
     new_log = log.read_text(errors="replace")[before:]
     assert "lora key not loaded" not in new_log, new_log[-3000:]
-    assert torch.equal(zero, bf16_latents)
-    r = rel(bf16_latents, one)
-    print(f"LoRA {layout} {only or 'all'}: strength 1 moves the latents by {r:.2e} (max|diff| / max|base|)")
+    assert torch.equal(zero, base_latents)
+    r = rel(base_latents, one)
+    print(f"LoRA {layout} {only or 'all'} {'editing' if editing else 'generation'} decoder: strength 1 moves the "
+          f"latents by {r:.2e} (max|diff| / max|base|)")
     assert r > 1e-3
