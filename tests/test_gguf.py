@@ -128,3 +128,13 @@ def test_a_converted_editing_decoder_needs_no_ar_folder(tiny_root, tmp_path, lay
     g = torch.Generator().manual_seed(0)
     target, ref = torch.randn(1, 81, 64, generator=g), torch.randn(1, 324, 64, generator=g)
     torch.testing.assert_close(without.project(target, ref), with_config.project(target, ref), atol=1e-5, rtol=1e-5)
+
+
+def test_an_editing_decoder_without_its_config_says_where_it_belongs(tiny_root):
+    """Without the AR's config.json the merger's head count is inferred from Qwen2.5-VL's head width (128); a merger
+    that width does not divide (any synthetic one) is refused with what to do, not a ZeroDivisionError."""
+    from nexus_core.decoder.projectors import build_projector
+    from nexus_core.errors import NexusError
+
+    with pytest.raises(NexusError, match="needs the config.json of its AR model beside it"):
+        build_projector(read_decoder(tiny_root / "Nexus-GenV2" / "edit_decoder.bin"), None)

@@ -121,6 +121,9 @@ def build_projector(dec: DecoderFile, ar_config: dict | None = None, dtype=torch
         d = p["projector.0.weight"].shape[0]
         hid, out = p["projector.1.weight"].shape[0], p["projector.4.weight"].shape[0]
         if ar_config is None:
+            if d % 128 or d < 128:  # the heads are not in the weights: only Qwen2.5-VL's head width 128 can be assumed
+                raise NexusError(f"{dec.path}: this editing decoder's merger ({d} wide) needs the config.json of "
+                                 "its AR model beside it: keep it in the Nexus-GenV2 folder")
             kv = p["layers.0.self_attn.k_proj.weight"].shape[0]
             ar_config = dict(hidden_size=d, num_attention_heads=d // 128, num_key_value_heads=kv // 128,
                              intermediate_size=p["layers.0.mlp.gate_proj.weight"].shape[0],
