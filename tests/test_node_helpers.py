@@ -37,6 +37,25 @@ def test_model_folders_finds_qwen_configs_only(tmp_path):
     assert paths.model_folders([str(tmp_path)]) == ["a/Nexus-GenV2", "c", "d"]
 
 
+def test_model_folders_list_single_file_ars_by_their_header(tmp_path):
+    """A single-file AR (what `nexus-gen convert` writes from the AR folder) is listed as a file, told by the first
+    bytes of its header, which must be what the core's writer puts there; other safetensors are not, and a folder
+    holding only such a file is not listed as a shard folder."""
+    import torch
+
+    from nexus_core.ar.checkpoint import SINGLE_FILE_FORMAT, is_single_file_ar
+    from nexus_core.files.safetensors_write import write_safetensors
+
+    paths = load_paths()
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    meta = {"format": SINGLE_FILE_FORMAT, "version": "1", "file/tokenizer.json": "{" + '"v":1,' * 1000 + '"e":0}'}
+    write_safetensors(tmp_path / "x" / "nexus_fp8.safetensors", {"w": torch.zeros(2)}, meta)
+    write_safetensors(tmp_path / "y" / "model.safetensors", {"w": torch.zeros(2)}, {"format": "pt"})
+    assert is_single_file_ar(tmp_path / "x" / "nexus_fp8.safetensors")
+    assert paths.is_ar_file(str(tmp_path / "x" / "nexus_fp8.safetensors"))
+    assert paths.model_folders([str(tmp_path)]) == ["x/nexus_fp8.safetensors", "y"]
+
 def test_decoder_detection(tmp_path, tiny_root):
     from safetensors.torch import save_file
 
