@@ -1,6 +1,7 @@
 """Helpers behind the nodes that need no ComfyUI: folder discovery, decoder detection, tokenizer lookup, blending."""
 import importlib.util
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -55,6 +56,23 @@ def test_model_folders_list_single_file_ars_by_their_header(tmp_path):
     assert is_single_file_ar(tmp_path / "x" / "nexus_fp8.safetensors")
     assert paths.is_ar_file(str(tmp_path / "x" / "nexus_fp8.safetensors"))
     assert paths.model_folders([str(tmp_path)]) == ["x/nexus_fp8.safetensors", "y"]
+
+def test_listing_remembers_a_folder_only_while_it_is_unchanged(tmp_path):
+    """The per-prompt listing keeps each folder's verdict while the folder and its config.json keep their mtimes:
+    a config.json that appears, or is rewritten, is seen at the next listing. (mtimes set explicitly: no clock.)"""
+    paths = load_paths()
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not yet a model")
+    os.utime(folder, ns=(1_000_000_000, 1_000_000_000))
+    assert paths.model_folders([str(tmp_path)]) == []
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    os.utime(folder, ns=(2_000_000_000, 2_000_000_000))
+    os.utime(folder / "config.json", ns=(2_000_000_000, 2_000_000_000))
+    assert paths.model_folders([str(tmp_path)]) == []  # seen, and not a Qwen2.5-VL
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+    os.utime(folder / "config.json", ns=(3_000_000_000, 3_000_000_000))  # rewritten in place: the folder's mtime stays
+    assert paths.model_folders([str(tmp_path)]) == ["m"]
 
 def test_decoder_detection(tmp_path, tiny_root):
     from safetensors.torch import save_file
