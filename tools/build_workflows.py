@@ -121,19 +121,37 @@ VRAM_AR = ("**VRAM preset**: the AR model alone needs about 17 GB in bf16. Below
            "*VRAM presets* table.")
 
 
-def files_md(decoder: str | None, t5: bool = False, vae: bool = True, gguf: bool = False) -> str:
-    lines = ["**Files** (then press R in ComfyUI to refresh the lists):",
-             f"- [Nexus-GenV2]({HF_NEXUS}): the whole folder (config, 4 model shards, tokenizer files) into "
-             "`models/nexus_gen/Nexus-GenV2/`"]
+FILES_TEXT = {  # the note's file list, per language: {name} fields are filled in by files_md
+    "en": dict(head="**Files** (then press R in ComfyUI to refresh the lists):",
+               ar="- [Nexus-GenV2]({hf}): the whole folder (config, 4 model shards, tokenizer files) into "
+                  "`models/nexus_gen/Nexus-GenV2/`",
+               decoder=", with `{decoder}` inside it",
+               gguf="- `{gguf}` into `models/diffusion_models/`, made from generation_decoder.bin (below)",
+               t5=" and t5xxl_fp16.safetensors (for the negative prompt)",
+               te="- [{te}]({hf}) into `models/text_encoders/`",
+               vae="- ae.safetensors of [FLUX.1-dev]({hf}) (accept its licence first) into `models/vae/`"),
+    "zh": dict(head="**文件**（放好后在 ComfyUI 中按 R 刷新列表）：",
+               ar="- [Nexus-GenV2]({hf})：整个文件夹（config、4 个模型分片、分词器文件）放到 "
+                  "`models/nexus_gen/Nexus-GenV2/`",
+               decoder="，`{decoder}` 也放在其中",
+               gguf="- `{gguf}` 放到 `models/diffusion_models/`，由 generation_decoder.bin 生成（见下）",
+               t5=" 和 t5xxl_fp16.safetensors（用于负面提示词）",
+               te="- [{te}]({hf}) 放到 `models/text_encoders/`",
+               vae="- [FLUX.1-dev]({hf}) 的 ae.safetensors（需先接受其许可）放到 `models/vae/`"),
+}
+
+
+def files_md(decoder: str | None, t5: bool = False, vae: bool = True, gguf: bool = False, lang: str = "en") -> str:
+    text = FILES_TEXT[lang]
+    lines = [text["head"], text["ar"].format(hf=HF_NEXUS)]
     if decoder:
-        lines[-1] += f", with `{decoder}` inside it"
+        lines[-1] += text["decoder"].format(decoder=decoder)
     if gguf:
-        lines.append(f"- `{GGUF_FILE}` into `models/diffusion_models/`, made from generation_decoder.bin (below)")
-    te = "clip_l.safetensors" + (" and t5xxl_fp16.safetensors (for the negative prompt)" if t5 else "")
+        lines.append(text["gguf"].format(gguf=GGUF_FILE))
     if decoder or gguf:
-        lines.append(f"- [{te}]({HF_TE}) into `models/text_encoders/`")
+        lines.append(text["te"].format(te="clip_l.safetensors" + (text["t5"] if t5 else ""), hf=HF_TE))
     if vae:
-        lines.append(f"- ae.safetensors of [FLUX.1-dev]({HF_FLUX}) (accept its licence first) into `models/vae/`")
+        lines.append(text["vae"].format(hf=HF_FLUX))
     return "\n".join(lines)
 
 
@@ -283,60 +301,44 @@ TEXTS_ZH = {  # widget values people read and change: prompts, instructions, que
 }
 
 
-def files_md_zh(decoder: str | None, t5: bool = False, vae: bool = True, gguf: bool = False) -> str:
-    lines = ["**文件**（放好后在 ComfyUI 中按 R 刷新列表）：",
-             f"- [Nexus-GenV2]({HF_NEXUS})：整个文件夹（config、4 个模型分片、分词器文件）放到 "
-             "`models/nexus_gen/Nexus-GenV2/`"]
-    if decoder:
-        lines[-1] += f"，`{decoder}` 也放在其中"
-    if gguf:
-        lines.append(f"- `{GGUF_FILE}` 放到 `models/diffusion_models/`，由 generation_decoder.bin 生成（见下）")
-    te = "clip_l.safetensors" + (" 和 t5xxl_fp16.safetensors（用于负面提示词）" if t5 else "")
-    if decoder or gguf:
-        lines.append(f"- [{te}]({HF_TE}) 放到 `models/text_encoders/`")
-    if vae:
-        lines.append(f"- [FLUX.1-dev]({HF_FLUX}) 的 ae.safetensors（需先接受其许可）放到 `models/vae/`")
-    return "\n".join(lines)
-
-
 NOTES_ZH = {
     "nexus_gen_text_to_image": note(
         "Nexus-Gen：文生图",
         "用生成解码器、完全按参考实现的设置（其 sigma 序列、euler、cfg 3 加 T5 负面条件、种子 52）文生图：与 "
         "`nexus-gen generate` 得到相同的潜变量。AR 模型先写一段简短回复（显示在提示词下方）并预测 81 个图像嵌入，"
         "再由解码器的 FLUX DiT 画出图像。提示词用中文或英文均可（language 设为 zh、en 或 auto）。",
-        files_md_zh("generation_decoder.bin", t5=True), vram=VRAM_ZH),
+        files_md("generation_decoder.bin", t5=True, lang="zh"), vram=VRAM_ZH),
     "nexus_gen_text_to_image_gguf": note(
         "Nexus-Gen：文生图，GGUF DiT",
         "文生图工作流，生成解码器的 DiT 量化为 GGUF Q8_0（约 12.7 GB，而不是 24 GB）：适合 12 GB 显卡，最后一部分流式"
         "传输。8 GB 显卡请生成 Q4_0（6.7 GB：`--dtype Q4_0`），并在 Unet Loader (GGUF) 和投影器加载器中选择该文件。",
-        files_md_zh(None, t5=True, gguf=True), vram=VRAM_ZH.replace("DiT = 解码器加载器", "DiT = Unet Loader (GGUF)"),
+        files_md(None, t5=True, gguf=True, lang="zh"), vram=VRAM_ZH.replace("DiT = 解码器加载器", "DiT = Unet Loader (GGUF)"),
         extra=GGUF_HOWTO_ZH),
     "nexus_gen_edit": note(
         "Nexus-Gen：图像编辑",
         "用编辑解码器按指令编辑加载的图像：AR 模型预测编辑后图像的 81 个嵌入，解码器同时看到原图的 324 个参考嵌入"
         "和编辑用的位置编号；cfg 为 1，与参考实现一致。在“提示”分组中加载你自己的图像，并在其下方设置输出尺寸。",
-        files_md_zh("edit_decoder.bin"), vram=VRAM_ZH),
+        files_md("edit_decoder.bin", lang="zh"), vram=VRAM_ZH),
     "nexus_gen_edit_generation_decoder": note(
         "Nexus-Gen：用生成解码器编辑",
         "通过生成解码器编辑（只用 AR 模型的 81 个嵌入，没有参考嵌入）：比编辑解码器更自由，适合风格转换这类"
         "大幅度的概念性修改。",
-        files_md_zh("generation_decoder.bin"), vram=VRAM_ZH),
+        files_md("generation_decoder.bin", lang="zh"), vram=VRAM_ZH),
     "nexus_gen_understanding": note(
         "Nexus-Gen：图像理解",
         "向 AR 模型提问关于图像的问题；回答在生成过程中实时显示在“图像理解”节点上，最后保存在 Preview Any 中。"
         "不接图像即为纯文本对话。",
-        files_md_zh(None, vae=False), vram=VRAM_AR_ZH),
+        files_md(None, vae=False, lang="zh"), vram=VRAM_AR_ZH),
     "nexus_gen_variation": note(
         "Nexus-Gen：图像变体",
         "生成图像的变体：图像的 ViT 嵌入直接送入生成解码器（这正是它的训练任务），用原生 KSampler 采样。"
         "换一个种子即得到另一个变体。",
-        files_md_zh("generation_decoder.bin"), vram=VRAM_ZH),
+        files_md("generation_decoder.bin", lang="zh"), vram=VRAM_ZH),
     "nexus_gen_mix_prompt_image_upscale": note(
         "Nexus-Gen：提示词 + 图像混合，放大",
         "参考实现做不到的玩法：把提示词的嵌入与图像的嵌入混合（slerp，权重 = 图像所占比例），用原生 KSampler 和 "
         "FluxGuidance 采样，再把潜变量放大 1.5 倍、以 denoise 0.45 再采样一次。",
-        files_md_zh("generation_decoder.bin"), vram=VRAM_ZH),
+        files_md("generation_decoder.bin", lang="zh"), vram=VRAM_ZH),
 }
 
 
