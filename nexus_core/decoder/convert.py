@@ -82,6 +82,16 @@ def merger_config(src) -> str | None:
     return json.dumps(picked, sort_keys=True) if "hidden_size" in picked else None
 
 
+def converted_metadata(dec, src, layout: str, dtype: str) -> dict[str, str]:
+    """What every converted decoder records about itself; an editing one also its merger's AR config."""
+    meta = {"format": FORMAT, "version": VERSION, "kind": dec.kind, "layout": layout, "dtype": dtype,
+            "source": Path(src).name}
+    ar_config = merger_config(src) if dec.kind == EDITING else None
+    if ar_config:
+        meta["ar_config"] = ar_config
+    return meta
+
+
 def check_suffix(out, layout: str) -> None:
     """A GGUF only under a .gguf name, and a .gguf name only for a GGUF: loaders pick their reader by the suffix."""
     gguf_name = Path(out).suffix.lower() == ".gguf"
@@ -129,10 +139,7 @@ def convert_decoder(src, out, layout: str = "comfyui", dtype: str = "bf16",
         header[name] = {"dtype": _ST_DTYPE[odt], "shape": shape, "data_offsets": [offset, offset + n]}
         offset += n
     from .dit import config_from_state  # diffusers-style config, recorded for tools that want it
-    meta = {"format": FORMAT, "version": VERSION, "kind": dec.kind, "layout": layout, "dtype": dtype,
-            "source": Path(src).name}
-    if dec.kind == EDITING and merger_config(src):
-        meta["ar_config"] = merger_config(src)
+    meta = converted_metadata(dec, src, layout, dtype)
     if layout == "diffusers":
         shapes = {k: torch.empty(v["shape"], device="meta") for k, v in header.items()}
         meta["config"] = json.dumps(config_from_state(shapes))
@@ -173,10 +180,7 @@ def _convert_gguf(src, out, qtype, on_tensor, should_stop, overwrite) -> Path:
     out = check_target(src, out, overwrite, "gguf")
     dec = read_decoder(src)
     plan = _plan(dec, "comfyui", torch.bfloat16)
-    meta = {"format": FORMAT, "version": VERSION, "kind": dec.kind, "layout": "comfyui", "dtype": qtype,
-            "source": Path(src).name}
-    if dec.kind == EDITING and merger_config(src):
-        meta["ar_config"] = merger_config(src)
+    meta = converted_metadata(dec, src, "comfyui", qtype)
     with atomic_write(out, overwrite) as tmp:
         write_gguf(plan, tmp, dec.kind, qtype, meta, on_tensor=on_tensor, should_stop=should_stop,
                    done_with=_release)
