@@ -87,6 +87,24 @@ def test_decoder_detection(tmp_path, tiny_root):
     assert not paths.looks_like_decoder(str(tmp_path / "junk.safetensors"))
 
 
+def test_decoder_list_follows_the_hosts_file_lists(tmp_path):
+    """decoder_files keeps its answer only while the host's own lists are the same: a decoder the host lists after
+    a refresh is offered at once, and the same lists ask for no header again."""
+    paths = load_paths()
+    root = tmp_path / "nexus_gen"
+    root.mkdir()
+    (root / "a_decoder.bin").write_bytes(b"")
+    listed = {"nexus_gen": ["a_decoder.bin"], "diffusion_models": []}
+    fp = SimpleNamespace(get_filename_list=lambda name: list(listed[name]),
+                         get_full_path=lambda name, rel: str(root / rel) if name == "nexus_gen" else None)
+    assert paths.decoder_files(fp) == ["a_decoder.bin"]
+    (root / "edit_decoder.bin").write_bytes(b"")
+    listed["nexus_gen"].append("edit_decoder.bin")
+    assert paths.decoder_files(fp) == ["a_decoder.bin", "edit_decoder.bin"]
+    seen = []
+    fp.get_full_path = lambda name, rel: seen.append(rel)
+    assert paths.decoder_files(fp) == ["a_decoder.bin", "edit_decoder.bin"] and seen == []
+
 def test_register_keeps_existing_paths(tmp_path):
     paths = load_paths()
     fp = SimpleNamespace(models_dir=str(tmp_path), supported_pt_extensions={".bin", ".safetensors"},

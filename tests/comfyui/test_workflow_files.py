@@ -110,6 +110,8 @@ def test_chinese_copy_is_the_same_graph_in_chinese(path):
     for a, b in zip(en["nodes"], zh["nodes"], strict=True):
         assert {k: v for k, v in a.items() if k not in ("widgets_values", "title")} == \
             {k: v for k, v in b.items() if k not in ("widgets_values", "title")}
+        if a["type"] == "NexusGenPromptEmbeds":  # a Chinese prompt gets the Chinese prompt template
+            assert "zh" in b["widgets_values"] and "zh" not in a["widgets_values"], b["widgets_values"]
         for va, vb in zip(a["widgets_values"], b["widgets_values"], strict=True):
             # only what people read changes: notes, prompts and questions in Chinese, the prompt template zh
             assert va == vb or CJK.search(str(vb)) or (va, vb) == ("en", "zh"), (a["type"], va, vb)
