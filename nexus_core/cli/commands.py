@@ -304,6 +304,13 @@ def cmd_convert(a):
           f"in {time.perf_counter() - t:.1f}s")
 
 
+def cmd_convert_lora(a):
+    from ..flux.lora_layouts import convert_lora_file
+
+    out, pairs = convert_lora_file(a.lora, a.out, overwrite=a.overwrite)
+    print(f"wrote {out} ({pairs} LoRA weight pairs in the ComfyUI layout; load it with any ComfyUI LoRA loader)")
+
+
 def cmd_make_tiny(a):
     from ..synthetic import make_tiny
 
@@ -428,6 +435,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out (only once the new file is complete)")
     s.set_defaults(func=cmd_convert)
+
+    s = command("convert-lora", "rewrite an XLabs FLUX LoRA (double_blocks.N.processor.qkv_lora1...) in the ComfyUI "
+                                "layout: ComfyUI's LoRA loaders skip every XLabs key, this copy they apply")
+    s.add_argument("lora", metavar="LORA", help="the XLabs LoRA .safetensors file (left as it is)")
+    s.add_argument("--out", required=True, help="the new .safetensors file, e.g. in ComfyUI's models/loras; "
+                                                "never the source, never an existing file unless --overwrite")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing --out (only once the new file is "
+                                                            "complete)")
+    s.set_defaults(func=cmd_convert_lora)
 
     s = command("make-tiny", "write a tiny random Nexus-Gen model set (for tests and the demo)")
     s.add_argument("dir", help="folder to write into (created if missing)")

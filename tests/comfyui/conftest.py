@@ -53,7 +53,8 @@ def comfy_server(comfy_root, tmp_path_factory):
     yaml.write_text("nexus_test:\n"
                     f"    base_path: {models}\n"
                     "    nexus_gen: nexus_gen\n    text_encoders: text_encoders\n    vae: vae\n"
-                    "    diffusion_models: diffusion_models\n    loras: loras\n"
+                    "    diffusion_models: diffusion_models\n    loras: loras\n    controlnet: controlnet\n"
+                    "    style_models: style_models\n    clip_vision: clip_vision\n"
                     f"    custom_nodes: {nodes_dir}\n")
     port = _free_port()
     log = base / "comfyui.log"
@@ -99,3 +100,32 @@ def _write_example(path: Path):
 def object_info(comfy_server):
     client, _, _ = comfy_server
     return client.get("/object_info")
+
+
+@pytest.fixture(scope="session")
+def wide(comfy_server):
+    """(client, base) with the real-width decoders, their GGUF and a full-size CLIP-L in the server's models
+    (real_width.py), written once for every module that samples the real route."""
+    from real_width import write_wide_models
+
+    client, base, _ = comfy_server
+    write_wide_models(base / "models")
+    return client, base
+
+
+@pytest.fixture(scope="session")
+def bf16_latents(wide):
+    """The generation decoder's latents on the real route, no add-on: the base the mixing tests compare with."""
+    from real_width import generation_graph, run
+
+    client, base = wide
+    return run(client, base, generation_graph())
+
+
+@pytest.fixture(scope="session")
+def edit_latents(wide):
+    """The editing decoder's latents on the real route (image + instruction), no add-on."""
+    from real_width import edit_graph, run
+
+    client, base = wide
+    return run(client, base, edit_graph())

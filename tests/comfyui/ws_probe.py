@@ -32,7 +32,7 @@ async def main(url: str, prompt_path: str):
                         break
                     if m["type"] in ("execution_error", "execution_interrupted") and d.get("prompt_id") == pid:
                         break
-    print(json.dumps({"progress": progress, "texts": texts}))
+    print(json.dumps({"prompt_id": pid, "progress": progress, "texts": texts}))
 
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))

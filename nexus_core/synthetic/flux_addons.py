@@ -1,0 +1,86 @@
+"""Random FLUX add-ons in the layouts people download, to mix with Nexus-Gen decoders in tests: an XLabs-style
+FLUX ControlNet, a Redux style model with the SigLIP vision tower it reads, and FLUX LoRAs in the XLabs layout.
+Every name and shape is the published files' own; only the values are random (seeded)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from ..decoder.keymap import convert_state_dict
+from .decoders import tiny_dit_state
+
+# SigLIP so400m, patch 14 at 384 px: the vision tower FLUX Redux was trained on (ComfyUI's sigclip_vision_384).
+SIGLIP_384 = dict(hidden=1152, mlp=4304, layers=27, patch=14, positions=729)
+
+
+def _randn(g, shape, std, dtype):
+    return (torch.randn(shape, generator=g) * std).to(dtype)
+
+
+def siglip_vision_state(seed: int = 0, dtype=torch.float16, **cfg) -> dict[str, torch.Tensor]:
+    """The HF `vision_model.` keys of a SigLIP vision tower (the attention-pooling head included, as in the
+    published file), random weights with unit layer norms."""
+    c = {**SIGLIP_384, **cfg}
+    h, f, g = c["hidden"], c["mlp"], torch.Generator().manual_seed(seed)
+    shapes = {"embeddings.patch_embedding.weight": (h, 3, c["patch"], c["patch"]),
+              "embeddings.patch_embedding.bias": (h,),
+              "embeddings.position_embedding.weight": (c["positions"], h), "post_layernorm.weight": (h,),
+              "post_layernorm.bias": (h,), "head.probe": (1, 1, h), "head.attention.in_proj_weight": (3 * h, h),
+              "head.attention.in_proj_bias": (3 * h,), "head.attention.out_proj.weight": (h, h),
+              "head.attention.out_proj.bias": (h,), "head.layernorm.weight": (h,), "head.layernorm.bias": (h,),
+              "head.mlp.fc1.weight": (f, h), "head.mlp.fc1.bias": (f,), "head.mlp.fc2.weight": (h, f),
+              "head.mlp.fc2.bias": (h,)}
+    for i in range(c["layers"]):
+        p = f"encoder.layers.{i}."
+        for n in ("layer_norm1", "layer_norm2"):
+            shapes[p + n + ".weight"], shapes[p + n + ".bias"] = (h,), (h,)
+        for n in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            shapes[p + f"self_attn.{n}.weight"], shapes[p + f"self_attn.{n}.bias"] = (h, h), (h,)
+        shapes[p + "mlp.fc1.weight"], shapes[p + "mlp.fc1.bias"] = (f, h), (f,)
+        shapes[p + "mlp.fc2.weight"], shapes[p + "mlp.fc2.bias"] = (h, f), (h,)
+    out = {}
+    for name, shape in shapes.items():
+        is_norm_weight = ("norm" in name) and name.endswith(".weight")
+        t = torch.ones(shape, dtype=dtype) if is_norm_weight else _randn(g, shape, 0.02, dtype)
+        out["vision_model." + name] = t
+    return out
+
+
+def write_siglip_vision(path, seed: int = 0, **cfg) -> Path:
+    save_file(siglip_vision_state(seed, **cfg), str(path))
+    return Path(path)
+
+
+def write_redux(path, seed: int = 0, vision: int = 1152, context: int = 4096, dtype=torch.bfloat16) -> Path:
+    """FLUX.1 Redux: redux_up (vision -> 3 x context) and redux_down (3 x context -> context)."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {"redux_up.weight": _randn(g, (3 * context, vision), 0.02, dtype),
+          "redux_up.bias": _randn(g, (3 * context,), 0.01, dtype),
+          "redux_down.weight": _randn(g, (context, 3 * context), 0.02, dtype),
+          "redux_down.bias": _randn(g, (context,), 0.01, dtype)}
+    save_file(sd, str(path))
+    return Path(path)
+
+
+def write_xlabs_controlnet(path, seed: int = 0, hidden: int = 3072, n_double: int = 2, context: int = 4096,
+                           pooled: int = 768, zero_blocks: bool = False, dtype=torch.bfloat16) -> Path:
+    """An XLabs FLUX ControlNet (the layout of XLabs-AI/flux-controlnet-*-v3): the FLUX input layers and
+    `n_double` double blocks in BFL names, no single blocks or final layer, the image-hint convolutions, the
+    hint's patch embedding and one zero-able output projection per block. zero_blocks=True is a ControlNet as
+    training starts it: every residual it adds is exactly zero."""
+    g = torch.Generator().manual_seed(seed)
+    dit = {k[len("pipe.dit."):]: v for k, v in tiny_dit_state(g, hidden, n_double, 0, context, pooled).items()}
+    sd = {k: v.to(dtype) for k, v in convert_state_dict(dit, "comfyui").items() if not k.startswith("final_layer.")}
+    for i in range(n_double):
+        w = torch.zeros(hidden, hidden) if zero_blocks else torch.randn(hidden, hidden, generator=g) * 0.02
+        sd[f"controlnet_blocks.{i}.weight"] = w.to(dtype)
+        sd[f"controlnet_blocks.{i}.bias"] = torch.zeros(hidden, dtype=dtype)
+    for j, n_in in zip(range(0, 16, 2), (3, 16, 16, 16, 16, 16, 16, 16)):  # Conv2d at even places of a Sequential
+        sd[f"input_hint_block.{j}.weight"] = _randn(g, (16, n_in, 3, 3), 0.1, dtype)
+        sd[f"input_hint_block.{j}.bias"] = torch.zeros(16, dtype=dtype)
+    sd["pos_embed_input.weight"] = _randn(g, (hidden, 64), 0.02, dtype)
+    sd["pos_embed_input.bias"] = torch.zeros(hidden, dtype=dtype)
+    save_file(sd, str(path))
+    return Path(path)
