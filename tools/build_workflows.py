@@ -40,6 +40,18 @@ MODEL_URLS = {  # what the frontend's missing-models dialog offers: {name, url, 
     "clip_l.safetensors": (HF_TE + "/resolve/main/clip_l.safetensors", "text_encoders"),
     "t5xxl_fp16.safetensors": (HF_TE + "/resolve/main/t5xxl_fp16.safetensors", "text_encoders"),
 }
+# The mixing workflows' FLUX add-ons: an example LoRA (diffusers layout, for FLUX.1-dev), Redux and its vision tower
+LORA_FILE = "FLUX.1-Turbo-Alpha.safetensors"
+REDUX_FILE = "flux1-redux-dev.safetensors"
+SIGLIP_FILE = "sigclip_vision_patch14_384.safetensors"
+HF_TURBO = "https://huggingface.co/alimama-creative/FLUX.1-Turbo-Alpha"
+HF_REDUX = "https://huggingface.co/black-forest-labs/FLUX.1-Redux-dev"
+HF_SIGLIP = "https://huggingface.co/Comfy-Org/sigclip_vision_384"
+MODEL_URLS.update({
+    LORA_FILE: (HF_TURBO + "/resolve/main/diffusion_pytorch_model.safetensors", "loras"),
+    REDUX_FILE: (HF_REDUX + "/resolve/main/flux1-redux-dev.safetensors", "style_models"),
+    SIGLIP_FILE: (HF_SIGLIP + "/resolve/main/sigclip_vision_patch14_384.safetensors", "clip_vision"),
+})
 
 AR = ("ar", "NexusGenARLoader", {"model": "Nexus-GenV2", "dtype": "auto"}, {})
 GEN_DEC = ("dec", "NexusGenDecoderLoader", {"decoder": "Nexus-GenV2/generation_decoder.bin", "weight_dtype": "default"}, {})
@@ -268,6 +280,91 @@ WORKFLOWS = {
                   files_md("generation_decoder.bin"))),
 }
 
+
+
+def lora_hires_graph(prompt: str):
+    """A FLUX LoRA on the Nexus-Gen MODEL (ComfyUI's own loader), a fast first pass, a 1.5x latent upscale and a
+    second pass at denoise 0.45, both with the LoRA's 8-step schedule."""
+    return [
+        AR, GEN_DEC, TE, VAE,
+        ("lora", "LoraLoaderModelOnly", {"lora_name": LORA_FILE, "strength_model": 1.0}, {"model": ("dec", 0)}),
+        ("embeds", "NexusGenPromptEmbeds", {"prompt": prompt, "language": "en", "mode": "reference",
+                                            "one_per_line": False, "seed": 0, "max_new_tokens": 1024},
+         {"nexus_ar": ("ar", 0)}),
+        ("cond", "NexusGenConditioning", {"guidance": 3.5, "use_reference": True},
+         {"embeds": ("embeds", 0), "projector": ("dec", 1), "text_encoders": ("te", 0)}),
+        ("neg", "ConditioningZeroOut", {}, {"conditioning": ("cond", 0)}),
+        ("latent", "EmptySD3LatentImage", {"width": 512, "height": 512, "batch_size": 1}, {}),
+        ("ks1", "KSampler", {"seed": 21, "steps": 8, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple",
+                             "denoise": 1.0},
+         {"model": ("lora", 0), "positive": ("cond", 0), "negative": ("neg", 0), "latent_image": ("latent", 0)}),
+        ("up", "LatentUpscaleBy", {"upscale_method": "bislerp", "scale_by": 1.5}, {"samples": ("ks1", 0)}),
+        ("ks2", "KSampler", {"seed": 22, "steps": 8, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple",
+                             "denoise": 0.45},
+         {"model": ("lora", 0), "positive": ("cond", 0), "negative": ("neg", 0), "latent_image": ("up", 0)}),
+        ("decode", "VAEDecode", {}, {"samples": ("ks2", 0), "vae": ("vae", 0)}),
+        ("save", "SaveImage", {"filename_prefix": "nexus_gen/lora_hires"}, {"images": ("decode", 0)}),
+    ]
+
+
+def redux_graph(prompt: str):
+    """A prompt's Nexus-Gen conditioning with an image's style appended by FLUX Redux (StyleModelApply)."""
+    return [
+        AR, GEN_DEC, TE, VAE, IMG,
+        ("vision", "CLIPVisionLoader", {"clip_name": SIGLIP_FILE}, {}),
+        ("see", "CLIPVisionEncode", {"crop": "center"}, {"clip_vision": ("vision", 0), "image": ("img", 0)}),
+        ("redux", "StyleModelLoader", {"style_model_name": REDUX_FILE}, {}),
+        ("embeds", "NexusGenPromptEmbeds", {"prompt": prompt, "language": "en", "mode": "reference",
+                                            "one_per_line": False, "seed": 0, "max_new_tokens": 1024},
+         {"nexus_ar": ("ar", 0)}),
+        ("cond0", "NexusGenConditioning", {"guidance": 3.5, "use_reference": True},
+         {"embeds": ("embeds", 0), "projector": ("dec", 1), "text_encoders": ("te", 0)}),
+        ("cond", "StyleModelApply", {"strength": 0.5, "strength_type": "attn_bias"},
+         {"conditioning": ("cond0", 0), "style_model": ("redux", 0), "clip_vision_output": ("see", 0)}),
+        ("neg", "ConditioningZeroOut", {}, {"conditioning": ("cond0", 0)}),
+        ("latent", "EmptySD3LatentImage", {"width": 512, "height": 512, "batch_size": 1}, {}),
+        *sampler_custom(50, 1.0, 52),
+        ("save", "SaveImage", {"filename_prefix": "nexus_gen/redux"}, {"images": ("decode", 0)}),
+    ]
+
+
+LORA_HOWTO = ("**The LoRA**: the example is FLUX.1-Turbo-Alpha (diffusers layout, made for 8 steps): put its "
+              f"[diffusion_pytorch_model.safetensors]({HF_TURBO}) into `models/loras/` as `{LORA_FILE}`. Any FLUX.1-dev "
+              "LoRA works the same way in the ComfyUI/BFL, kohya or diffusers layout; with a LoRA for the usual 20-50 "
+              "steps, raise both KSamplers' steps. An XLabs LoRA (keys `double_blocks.N.processor...`) is skipped by "
+              "ComfyUI's loaders, which the LoRA node then says: convert it once with "
+              "`nexus-gen convert-lora FILE --out models/loras/NEW.safetensors`. The decoders are fine-tuned "
+              "FLUX.1-dev DiTs, so a LoRA's effect can be weaker or different than on FLUX.1-dev itself.")
+REDUX_HOWTO = ("**Redux files**: [flux1-redux-dev.safetensors]({redux}) (accept its licence first) into "
+               "`models/style_models/`, and [sigclip_vision_patch14_384.safetensors]({siglip}) into "
+               "`models/clip_vision/`.").format(redux=HF_REDUX, siglip=HF_SIGLIP)
+WORKFLOWS.update({
+    "nexus_gen_lora_hires": dict(
+        graph=lora_hires_graph("A lighthouse on a rocky coast, stormy sea."),
+        layout={"Load models": [["ar"], ["te"], ["dec", "lora"], ["vae"]],
+                "Prompt": [["embeds"], ["cond", "neg"]],
+                "Sample, upscale, sample again": [["latent", "ks1"], ["up", "ks2"]],
+                "Decode": [["decode", "save"]]},
+        note=note("Nexus-Gen + a FLUX LoRA, hi-res pass",
+                  "A FLUX.1-dev LoRA on the generation decoder through ComfyUI's own Load LoRA node, then a "
+                  "second pass: the latent upscaled 1.5x and sampled again at denoise 0.45. The LoRA node sits "
+                  "between the Decoder Loader and both KSamplers; the projector output goes to the conditioning "
+                  "as usual.",
+                  files_md("generation_decoder.bin"), extra=LORA_HOWTO)),
+    "nexus_gen_redux": dict(
+        graph=redux_graph("A cottage by a lake in autumn."),
+        layout={"Load models": [["ar"], ["te"], ["dec"], ["vae"]],
+                "Prompt + style image (Redux)": [["embeds", "img"], ["vision", "see", "redux", "cond0"],
+                                                 ["cond", "neg"]],
+                "Sample, decode": [["latent", "sched", "ksel", "decode"], ["sampler", "save"]]},
+        note=note("Nexus-Gen + Redux: an image's style on a prompt",
+                  "FLUX Redux turns the loaded image into 729 style tokens (SigLIP, then Redux's projection) and "
+                  "Apply Style Model appends them to the prompt's Nexus-Gen conditioning. strength_type attn_bias "
+                  "with strength 0.5 keeps the prompt in charge; raise it toward 1 for more of the image, or use "
+                  "multiply for the full Redux effect.",
+                  files_md("generation_decoder.bin"), extra=REDUX_HOWTO)),
+})
+
 # -- Chinese copies (<name>_zh.json): the same graphs with Chinese notes, group titles and prompts ----------------
 # Nexus-Gen is trained on Chinese and English prompts; the frontend translates our node names itself
 # (locales/zh/nodeDefs.json), the notes, titles and prompt texts are the workflow's own.
@@ -291,13 +388,16 @@ GGUF_HOWTO_ZH = ("**GGUF**：先安装 [ComfyUI-GGUF](https://github.com/city96/
 GROUPS_ZH = {"Load models": "加载模型", "Load model": "加载模型", "Prompt": "提示词",
              "Prompt: image + instruction": "提示：图像 + 指令", "Image + question": "图像 + 问题", "Answer": "回答",
              "Prompt: image embeddings": "提示：图像嵌入", "Prompt: text + image blend": "提示：文本与图像混合",
-             "Sample": "采样", "Sample, upscale, sample again": "采样、放大、再采样", "Decode": "解码"}
+             "Sample": "采样", "Sample, upscale, sample again": "采样、放大、再采样", "Decode": "解码",
+             "Prompt + style image (Redux)": "提示词 + 风格图像（Redux）", "Sample, decode": "采样、解码"}
 TEXTS_ZH = {  # widget values people read and change: prompts, instructions, questions
     "A red fox sitting in the snow at sunset.": "夕阳下，一只红狐狸坐在雪地里。",
     "Add a pair of sunglasses.": "给人物戴上一副墨镜。",
     "Turn it into a watercolor painting.": "把它变成一幅水彩画。",
     "Please give a brief description of the image.": "请简要描述这张图片。",
     "A castle on a hill at dawn.": "黎明时分，山丘上的一座城堡。",
+    "A lighthouse on a rocky coast, stormy sea.": "暴风雨中的大海，岩石海岸上的一座灯塔。",
+    "A cottage by a lake in autumn.": "秋天湖边的一座小屋。",
 }
 
 
@@ -340,6 +440,30 @@ NOTES_ZH = {
         "FluxGuidance 采样，再把潜变量放大 1.5 倍、以 denoise 0.45 再采样一次。",
         files_md("generation_decoder.bin", lang="zh"), vram=VRAM_ZH),
 }
+
+
+LORA_HOWTO_ZH = ("**LoRA**：示例为 FLUX.1-Turbo-Alpha（diffusers 格式，为 8 步设计）：把它的 "
+                 f"[diffusion_pytorch_model.safetensors]({HF_TURBO}) 放到 `models/loras/`，命名为 `{LORA_FILE}`。"
+                 "任何 ComfyUI/BFL、kohya 或 diffusers 格式的 FLUX.1-dev LoRA 用法相同；若 LoRA 适用于常见的 20-50 步，"
+                 "请调高两个 KSampler 的步数。XLabs 格式的 LoRA（键名为 `double_blocks.N.processor...`）会被 ComfyUI "
+                 "的加载器整个跳过，LoRA 节点上会提示：先用 `nexus-gen convert-lora 文件 --out models/loras/新文件.safetensors` "
+                 "转换一次。两个解码器是微调过的 FLUX.1-dev DiT，LoRA 的效果可能比在 FLUX.1-dev 上弱或不同。")
+REDUX_HOWTO_ZH = ("**Redux 文件**：[flux1-redux-dev.safetensors]({redux})（需先接受其许可）放到 `models/style_models/`，"
+                  "[sigclip_vision_patch14_384.safetensors]({siglip}) 放到 `models/clip_vision/`。"
+                  ).format(redux=HF_REDUX, siglip=HF_SIGLIP)
+NOTES_ZH.update({
+    "nexus_gen_lora_hires": note(
+        "Nexus-Gen + FLUX LoRA，高清二次采样",
+        "通过 ComfyUI 自带的 LoRA 加载节点把 FLUX.1-dev LoRA 加到生成解码器上，再做第二遍：潜变量放大 1.5 倍，"
+        "以 denoise 0.45 再采样一次。LoRA 节点位于解码器加载器和两个 KSampler 之间；投影器输出照常接到条件节点。",
+        files_md("generation_decoder.bin", lang="zh"), vram=VRAM_ZH, extra=LORA_HOWTO_ZH),
+    "nexus_gen_redux": note(
+        "Nexus-Gen + Redux：把图像的风格加到提示词上",
+        "FLUX Redux 把加载的图像变成 729 个风格 token（先经 SigLIP，再经 Redux 的投影），“应用风格模型”把它们追加到"
+        "提示词的 Nexus-Gen 条件之后。strength_type 为 attn_bias、强度 0.5 时以提示词为主；想要更多图像风格就把强度"
+        "调向 1，或改用 multiply 得到完整的 Redux 效果。",
+        files_md("generation_decoder.bin", lang="zh"), vram=VRAM_ZH, extra=REDUX_HOWTO_ZH),
+})
 
 
 def chinese(wf: dict, name: str) -> dict:
@@ -509,7 +633,7 @@ def make_node(nid, key, cls, widgets, inputs, info, link_ids, order, pos, size, 
     for name_, ispec in input_specs(info):
         if is_widget(ispec) and name_ not in inputs:
             default = ispec[1].get("default") if len(ispec) > 1 and isinstance(ispec[1], dict) else None
-            if default is None:
+            if default is None and name_ not in widgets:  # a file list can be empty on the building server
                 opts = ispec[0] if isinstance(ispec[0], list) else ispec[1].get("options", [None])
                 default = opts[0]
             values.append(widgets.get(name_, default))

@@ -365,3 +365,42 @@ def test_img2img_mask_differential_diffusion_and_a_hires_pass_on_editing(wide, e
     assert rel(encoded[..., 8:], first[..., 8:]) > 1e-2  # the masked half was sampled
     assert second.shape == (1, 16, 18, 24)
     assert torch.isfinite(second).all() and rel(second[..., ::3, ::3], first[..., ::2, ::2]) > 1e-3
+
+
+# --- The two mixing workflows, as saved, on the real route ---------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["nexus_gen_lora_hires", "nexus_gen_redux_zh"])
+def test_mixing_workflows_run_on_the_real_route(addons, object_info, name):
+    """workflows/<name>.json converted as the frontend queues it, made small (3 steps, 128x96, a short reply), with
+    the real-width decoder, the full-size CLIP-L and the test add-ons in place of the downloads: it runs, and the
+    hi-res pass gives a 1.5x image."""
+    from pathlib import Path
+
+    from PIL import Image
+    import io
+
+    from real_width import CLIP_FULL, WIDE
+    from workflow_format import ui_to_api
+
+    client, base = addons
+    wf = json.loads((Path(__file__).parents[2] / "workflows" / f"{name}.json").read_text())
+    prompt = ui_to_api(wf, object_info)
+    for node in prompt.values():
+        inp, cls = node["inputs"], node["class_type"]
+        if "steps" in inp:
+            inp["steps"] = 3
+        if "max_new_tokens" in inp:
+            inp["max_new_tokens"] = 100
+        if cls == "EmptySD3LatentImage":
+            inp.update(width=128, height=96)
+        if cls == "NexusGenDecoderLoader":
+            inp["decoder"] = WIDE
+        if cls == "NexusGenTextEncoderLoader":
+            inp["clip_l"] = CLIP_FULL
+        if cls == "LoraLoaderModelOnly":  # the example LoRA is in the diffusers layout
+            inp["lora_name"] = ensure_lora(base, "diffusers")
+    entry = client.run(prompt, wf, timeout=900)
+    assert entry["status"]["status_str"] == "success", json.dumps(messages(entry).get("execution_error", {}))[:3000]
+    images = [img for out in entry["outputs"].values() for img in out.get("images", [])]
+    scale = 1.5 if "hires" in name else 1
+    assert [Image.open(io.BytesIO(client.image(ref))).size for ref in images] == [(int(128 * scale), int(96 * scale))]
