@@ -353,10 +353,10 @@ WORKFLOWS.update({
                   files_md("generation_decoder.bin"), extra=LORA_HOWTO)),
     "nexus_gen_redux": dict(
         graph=redux_graph("A cottage by a lake in autumn."),
-        layout={"Load models": [["ar"], ["te"], ["dec"], ["vae"]],
-                "Prompt + style image (Redux)": [["embeds", "img"], ["vision", "see", "redux", "cond0"],
-                                                 ["cond", "neg"]],
-                "Sample, decode": [["latent", "sched", "ksel", "decode"], ["sampler", "save"]]},
+        layout={"Load models": [["ar"], ["te"], ["dec"], ["vae"], ["vision", "redux"]],
+                "Prompt: text + style image (Redux)": [["embeds", "img"], ["see", "cond0", "cond", "neg"]],
+                "Sample": [["latent", "sched", "ksel"], ["sampler"]],
+                "Decode": [["decode", "save"]]},
         note=note("Nexus-Gen + Redux: an image's style on a prompt",
                   "FLUX Redux turns the loaded image into 729 style tokens (SigLIP, then Redux's projection) and "
                   "Apply Style Model appends them to the prompt's Nexus-Gen conditioning. strength_type attn_bias "
@@ -389,7 +389,7 @@ GROUPS_ZH = {"Load models": "加载模型", "Load model": "加载模型", "Promp
              "Prompt: image + instruction": "提示：图像 + 指令", "Image + question": "图像 + 问题", "Answer": "回答",
              "Prompt: image embeddings": "提示：图像嵌入", "Prompt: text + image blend": "提示：文本与图像混合",
              "Sample": "采样", "Sample, upscale, sample again": "采样、放大、再采样", "Decode": "解码",
-             "Prompt + style image (Redux)": "提示词 + 风格图像（Redux）", "Sample, decode": "采样、解码"}
+             "Prompt: text + style image (Redux)": "提示：文本 + 风格图像（Redux）"}
 TEXTS_ZH = {  # widget values people read and change: prompts, instructions, questions
     "A red fox sitting in the snow at sunset.": "夕阳下，一只红狐狸坐在雪地里。",
     "Add a pair of sunglasses.": "给人物戴上一副墨镜。",

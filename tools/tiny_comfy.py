@@ -29,6 +29,9 @@ def prepare(base: Path, comfy: Path) -> Path:
     if not (models / "nexus_gen").is_dir():
         subprocess.run([sys.executable, "-m", "nexus_core.cli", "make-tiny", str(models), "--comfyui"], check=True,
                        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    subprocess.run([sys.executable, "-c", "import sys; from nexus_core.synthetic.flux_addons import "
+                    "write_addon_stand_ins as w; w(sys.argv[1])", str(models)], check=True, cwd=REPO,
+                   env={**os.environ, "PYTHONPATH": str(REPO)})  # the mixing workflows' add-on names, listed
     links = {"ComfyUI-Nexus-Gen": REPO}
     if os.environ.get("COMFYUI_GGUF"):
         links["ComfyUI-GGUF"] = Path(os.environ["COMFYUI_GGUF"])
@@ -49,7 +52,8 @@ def prepare(base: Path, comfy: Path) -> Path:
     yaml.write_text("nexus_tiny:\n"
                     f"    base_path: {models}\n"
                     "    nexus_gen: nexus_gen\n    text_encoders: text_encoders\n    vae: vae\n"
-                    "    diffusion_models: diffusion_models\n"
+                    "    diffusion_models: diffusion_models\n    loras: loras\n    style_models: style_models\n"
+                    "    clip_vision: clip_vision\n"
                     f"    custom_nodes: {nodes_dir}\n")
     return yaml
 

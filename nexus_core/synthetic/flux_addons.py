@@ -84,3 +84,19 @@ def write_xlabs_controlnet(path, seed: int = 0, hidden: int = 3072, n_double: in
     sd["pos_embed_input.bias"] = torch.zeros(hidden, dtype=dtype)
     save_file(sd, str(path))
     return Path(path)
+
+
+# The add-on files the mixing workflows name (tools/build_workflows.py), by models folder
+WORKFLOW_ADDONS = {"loras": "FLUX.1-Turbo-Alpha.safetensors", "style_models": "flux1-redux-dev.safetensors",
+                   "clip_vision": "sigclip_vision_patch14_384.safetensors"}
+
+
+def write_addon_stand_ins(models) -> None:
+    """One-tensor files under the add-on names the mixing workflows use, where none exist: the host then lists
+    them, so a test server opens those workflows without a missing-model warning (screenshots, layout checks).
+    They cannot run; the mixing tests write real-layout files over them."""
+    for folder, name in WORKFLOW_ADDONS.items():
+        path = Path(models) / folder / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file({"stand_in": torch.zeros(1)}, str(path))
