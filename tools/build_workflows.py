@@ -354,7 +354,7 @@ WORKFLOWS.update({
     "nexus_gen_redux": dict(
         graph=redux_graph("A cottage by a lake in autumn."),
         layout={"Load models": [["ar"], ["te"], ["dec"], ["vae"], ["vision", "redux"]],
-                "Prompt: text + style image (Redux)": [["embeds", "img"], ["see", "cond0", "cond", "neg"]],
+                "Prompt: text + style image (Redux)": [["embeds", "cond0", "see"], ["img", "cond", "neg"]],
                 "Sample": [["latent", "sched", "ksel"], ["sampler"]],
                 "Decode": [["decode", "save"]]},
         note=note("Nexus-Gen + Redux: an image's style on a prompt",
