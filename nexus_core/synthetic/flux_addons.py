@@ -64,25 +64,34 @@ def write_redux(path, seed: int = 0, vision: int = 1152, context: int = 4096, dt
     return Path(path)
 
 
-def write_xlabs_controlnet(path, seed: int = 0, hidden: int = 3072, n_double: int = 2, context: int = 4096,
-                           pooled: int = 768, zero_blocks: bool = False, dtype=torch.bfloat16) -> Path:
+def xlabs_controlnet_state(seed: int = 0, hidden: int = 3072, n_double: int = 2, context: int = 4096,
+                           pooled: int = 768, dtype=torch.bfloat16) -> dict[str, torch.Tensor]:
     """An XLabs FLUX ControlNet (the layout of XLabs-AI/flux-controlnet-*-v3): the FLUX input layers and
     `n_double` double blocks in BFL names, no single blocks or final layer, the image-hint convolutions, the
-    hint's patch embedding and one zero-able output projection per block. zero_blocks=True is a ControlNet as
-    training starts it: every residual it adds is exactly zero."""
+    hint's patch embedding and one output projection per block (`controlnet_blocks.N`), random."""
     g = torch.Generator().manual_seed(seed)
     dit = {k[len("pipe.dit."):]: v for k, v in tiny_dit_state(g, hidden, n_double, 0, context, pooled).items()}
     sd = {k: v.to(dtype) for k, v in convert_state_dict(dit, "comfyui").items() if not k.startswith("final_layer.")}
     for i in range(n_double):
-        w = torch.zeros(hidden, hidden) if zero_blocks else torch.randn(hidden, hidden, generator=g) * 0.02
-        sd[f"controlnet_blocks.{i}.weight"] = w.to(dtype)
+        sd[f"controlnet_blocks.{i}.weight"] = _randn(g, (hidden, hidden), 0.02, dtype)
         sd[f"controlnet_blocks.{i}.bias"] = torch.zeros(hidden, dtype=dtype)
     for j, n_in in zip(range(0, 16, 2), (3, 16, 16, 16, 16, 16, 16, 16)):  # Conv2d at even places of a Sequential
         sd[f"input_hint_block.{j}.weight"] = _randn(g, (16, n_in, 3, 3), 0.1, dtype)
         sd[f"input_hint_block.{j}.bias"] = torch.zeros(16, dtype=dtype)
     sd["pos_embed_input.weight"] = _randn(g, (hidden, 64), 0.02, dtype)
     sd["pos_embed_input.bias"] = torch.zeros(hidden, dtype=dtype)
-    save_file(sd, str(path))
+    return sd
+
+
+def zero_initialised(controlnet: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The same ControlNet as training starts it: its output projections at zero, so every residual it adds is
+    exactly zero."""
+    return {k: torch.zeros_like(v) if k.startswith("controlnet_blocks.") else v for k, v in controlnet.items()}
+
+
+def write_xlabs_controlnet(path, seed: int = 0, zero_blocks: bool = False, **cfg) -> Path:
+    sd = xlabs_controlnet_state(seed, **cfg)
+    save_file(zero_initialised(sd) if zero_blocks else sd, str(path))
     return Path(path)
 
 
