@@ -170,6 +170,25 @@ def test_xlabs_lora_skipped_by_the_host_is_said_on_the_node(wide, comfy_server, 
     assert torch.equal(saved_latents(entry, base), bf16_latents)  # nothing applied: what the user would not notice
 
 
+def test_the_notice_keeps_out_of_prompts_without_nexus_gen_nodes(wide, xlabs_loras, tmp_path):
+    """The same skipped LoRA on a plain FLUX MODEL (ComfyUI-GGUF's loader, no Nexus-Gen node in the prompt): the
+    pack says nothing there; that is the host's business."""
+    from real_width import WIDE_GGUF
+
+    client, _ = wide
+    nodes = client.get("/object_info")
+    assert "NexusGenDecoderLoader" in nodes  # silence from a pack that failed to load would prove nothing
+    if "UnetLoaderGGUF" not in nodes:
+        pytest.skip("ComfyUI-GGUF is not loaded (set COMFYUI_GGUF to a city96/ComfyUI-GGUF checkout)")
+    g = {"unet": {"class_type": "UnetLoaderGGUF", "inputs": {"unet_name": WIDE_GGUF}},
+         "lora": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["unet", 0], "strength_model": 1.0,
+                                                                  "lora_name": "nexus_test_xlabs.safetensors"}},
+         "show": {"class_type": "PreviewAny", "inputs": {"source": ["lora", 0]}}}
+    texts, entry = run_watching_node_text(client, g, tmp_path)
+    assert entry["status"]["status_str"] == "success", json.dumps(messages(entry).get("execution_error", {}))[:2000]
+    assert texts == []
+
+
 def test_converted_xlabs_lora_applies_like_the_comfyui_layout(wide, comfy_server, xlabs_loras, bf16_latents):
     """`nexus-gen convert-lora` on the XLabs file: every key applies, and the latents equal, bit for bit, those of
     the same matrices written in the ComfyUI layout by hand (an oracle the converter never saw)."""
