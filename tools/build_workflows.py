@@ -329,8 +329,8 @@ def redux_graph(prompt: str):
 
 
 LORA_HOWTO = ("**The LoRA**: the example is FLUX.1-Turbo-Alpha (diffusers layout, made for 8 steps): put its "
-              f"[diffusion_pytorch_model.safetensors]({HF_TURBO}) into `models/loras/` as `{LORA_FILE}`. Any FLUX.1-dev "
-              "LoRA works the same way in the ComfyUI/BFL, kohya or diffusers layout; with a LoRA for the usual 20-50 "
+              f"[diffusion_pytorch_model.safetensors]({HF_TURBO}) into `models/loras/` as `{LORA_FILE}`. "
+              "Any FLUX.1-dev LoRA works the same way in the ComfyUI/BFL, kohya or diffusers layout; with a LoRA for the usual 20-50 "
               "steps, raise both KSamplers' steps. An XLabs LoRA (keys `double_blocks.N.processor...`) is skipped by "
               "ComfyUI's loaders, which the LoRA node then says: convert it once with "
               "`nexus-gen convert-lora FILE --out models/loras/NEW.safetensors`. The decoders are fine-tuned "
@@ -446,8 +446,8 @@ LORA_HOWTO_ZH = ("**LoRA**：示例为 FLUX.1-Turbo-Alpha（diffusers 格式，�
                  f"[diffusion_pytorch_model.safetensors]({HF_TURBO}) 放到 `models/loras/`，命名为 `{LORA_FILE}`。"
                  "任何 ComfyUI/BFL、kohya 或 diffusers 格式的 FLUX.1-dev LoRA 用法相同；若 LoRA 适用于常见的 20-50 步，"
                  "请调高两个 KSampler 的步数。XLabs 格式的 LoRA（键名为 `double_blocks.N.processor...`）会被 ComfyUI "
-                 "的加载器整个跳过，LoRA 节点上会提示：先用 `nexus-gen convert-lora 文件 --out models/loras/新文件.safetensors` "
-                 "转换一次。两个解码器是微调过的 FLUX.1-dev DiT，LoRA 的效果可能比在 FLUX.1-dev 上弱或不同。")
+                 "的加载器整个跳过，LoRA 节点上会提示：先用 "
+                 "`nexus-gen convert-lora 文件 --out models/loras/新文件.safetensors` 转换一次。两个解码器是微调过的 FLUX.1-dev DiT，LoRA 的效果可能比在 FLUX.1-dev 上弱或不同。")
 REDUX_HOWTO_ZH = ("**Redux 文件**：[flux1-redux-dev.safetensors]({redux})（需先接受其许可）放到 `models/style_models/`，"
                   "[sigclip_vision_patch14_384.safetensors]({siglip}) 放到 `models/clip_vision/`。"
                   ).format(redux=HF_REDUX, siglip=HF_SIGLIP)
