@@ -4,8 +4,10 @@ ComfyUI's LoRA loaders skip every key that matches no weight of the model with o
 loaded: ..."), and the node then returns the model unchanged: the user sees the same image and no error. While a
 prompt that uses Nexus-Gen nodes runs, this log handler counts those lines for the node that is executing and shows
 the count on that node (ComfyUI's progress-text event), with what to do: an XLabs LoRA can be converted with
-`nexus-gen convert-lora`; a LoRA for another model family cannot apply to a FLUX DiT. It changes nothing else and
-is silent for prompts without Nexus-Gen nodes."""
+`nexus-gen convert-lora`; a LoRA for another model family cannot apply to a FLUX DiT. The frontend removes a
+node's text when the prompt ends, so the final count also goes to the prompt's client as a "nexus-gen.notice"
+event, which web/js/notices.js shows as a toast that stays until closed. It changes nothing else and is silent for
+prompts without Nexus-Gen nodes."""
 from __future__ import annotations
 
 import logging
@@ -44,7 +46,9 @@ class SkippedLoraKeys(logging.Handler):
                 text = notice(node, state["first"], n, total)
                 send_text(text, node_id)
                 if n == total or (n == 1 and total is None):
-                    log.warning("Nexus-Gen: %s", text)
+                    log.warning(text)
+                    # the frontend drops a node's text when the prompt ends: a toast (web/js/notices.js) stays
+                    _send_toast(node_id, node.get("class_type", ""), text)
         except Exception:  # a log handler must never break the logging call (or the node) that reached it
             pass
 
@@ -63,6 +67,14 @@ def notice(node: dict, first_key: str, skipped: int, total: int | None) -> str:
         how = (" Nexus-Gen decoders are FLUX.1-dev DiTs: FLUX.1-dev LoRAs in the ComfyUI/BFL, kohya and diffusers "
                "layouts apply; LoRAs made for other models (SD 1.5, SDXL, FLUX.2...) do not.")
     return head + how
+
+
+def _send_toast(node_id: str, class_type: str, text: str) -> None:
+    from server import PromptServer
+
+    server = PromptServer.instance
+    server.send_sync("nexus-gen.notice", {"node": node_id, "class_type": class_type, "text": text},
+                     getattr(server, "client_id", None))
 
 
 def _executing_node():

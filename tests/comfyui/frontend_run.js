@@ -197,6 +197,9 @@ async function history() {
     if (process.env.SHOT) await page.screenshot({ path: process.env.SHOT });
   }
   await sleep(1000);
+  // toasts: PrimeVue's (to 1.4x) and 1.5x's own list items with role alert
+  info.toasts = await page.evaluate(() => [...document.querySelectorAll('.p-toast-message, li[role="alert"]')]
+    .map((e) => e.innerText));
   info.text_previews = await page.evaluate(() => Object.fromEntries((window.app.graph._nodes || window.app.graph.nodes)
     .map((n) => [n.id, (n.widgets || []).find((w) => w.name === '$$node-text-preview')])
     .filter(([, w]) => w).map(([id, w]) => [id, String(w.value).slice(0, 2000)])));

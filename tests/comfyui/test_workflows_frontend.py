@@ -151,6 +151,32 @@ def test_understanding_streams_onto_the_node_under_vue_nodes(browser_env, comfy_
 
 
 
+def test_a_skipped_lora_is_said_on_its_node_in_the_frontend(browser_env, comfy_server, tmp_path):
+    """The LoRA + hi-res workflow run from the frontend with an XLabs LoRA, whose keys ComfyUI's loaders skip (on
+    the tiny decoder every LoRA is skipped; the layout gives the notice its advice): a toast that stays names the
+    Load LoRA node, says that none of the file's keys matched and how to convert it. (The same text is on the node
+    while the prompt runs; the frontend removes it when the prompt ends.)"""
+    import torch
+    from safetensors.torch import save_file
+
+    client, base, _ = comfy_server
+    name = "nexus_test_xlabs_tiny.safetensors"
+    (base / "models" / "loras").mkdir(exist_ok=True)
+    save_file({f"double_blocks.0.processor.qkv_lora1.{half}.weight": torch.zeros(4, 4) for half in ("down", "up")},
+              str(base / "models" / "loras" / name))
+    wf = json.loads((REPO / "workflows" / "nexus_gen_lora_hires.json").read_text())
+    lora = next(n for n in wf["nodes"] if n["type"] == "LoraLoaderModelOnly")
+    lora["widgets_values"][0] = name
+    path = tmp_path / "lora_notice.json"
+    path.write_text(json.dumps(wf))
+    env = dict(browser_env[1], FRESH="1")
+    proc, out = run_node((browser_env[0], env), [HERE / "frontend_run.js", client.base, "workflow", path],
+                         timeout=600)
+    assert out and out[-1]["ok"], proc.stdout[-3000:] + proc.stderr[-3000:]
+    (shown,) = [t for t in out[-1]["toasts"] if "Nexus-Gen" in t]
+    assert f"#{lora['id']}" in shown and "2 of 2 keys" in shown and "nexus-gen convert-lora" in shown, shown
+
+
 APPS = sorted((REPO / "workflows" / "apps").glob("*.json"))
 
 
