@@ -16,6 +16,8 @@ import threading
 from .progress import send_text
 
 SKIPPED = "lora key not loaded: "
+# kohya/sd-scripts and diffusers names of a LoRA's text-encoder parts, which a LoRA for FLUX often carries
+TEXT_ENCODER_KEYS = ("lora_te", "text_encoder", "te1.", "te2.", "text_encoders.")
 log = logging.getLogger("nexus_gen")
 
 
@@ -60,7 +62,10 @@ def notice(node: dict, first_key: str, skipped: int, total: int | None) -> str:
     else:
         head = (f"Nexus-Gen: keys of {name} that match nothing in the model were skipped (the first: {first_key}); "
                 "the server log lists them all.")
-    if ".processor." in first_key and "_lora" in first_key:
+    if first_key.startswith(TEXT_ENCODER_KEYS):
+        how = (" Those are the LoRA's text-encoder (CLIP-L/T5) weights: a Nexus-Gen prompt goes through its own AR "
+               "model, so they have no use here; its DiT weights apply as usual.")
+    elif ".processor." in first_key and "_lora" in first_key:
         how = (" It is an XLabs LoRA, a layout ComfyUI's LoRA loaders do not read: convert it once with "
                "`nexus-gen convert-lora <file> --out <models/loras/new name>.safetensors` and load the new file.")
     else:

@@ -170,6 +170,34 @@ def test_xlabs_lora_skipped_by_the_host_is_said_on_the_node(wide, comfy_server, 
     assert torch.equal(saved_latents(entry, base), bf16_latents)  # nothing applied: what the user would not notice
 
 
+def test_a_lora_with_text_encoder_weights_applies_and_the_node_says_what_was_left(wide, comfy_server, bf16_latents,
+                                                                                  tmp_path):
+    """A kohya FLUX LoRA that also trained CLIP-L (lora_te1_...), as sd-scripts writes them, through
+    LoraLoaderModelOnly: the DiT keys apply (the latents move), only the text-encoder keys are skipped, and the node
+    says what they are instead of calling the file a LoRA for another model; no toast (the LoRA works)."""
+    from safetensors.torch import save_file
+
+    client, base = wide
+    _, _, log = comfy_server
+    name = "nexus_test_kohya_with_te.safetensors"
+    path = base / "models" / "loras" / name
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        te = "lora_te1_text_model_encoder_layers_0_self_attn_q_proj"
+        gen = torch.Generator().manual_seed(3)
+        down, up = _pair(8, 768, 768, gen)
+        save_file({**lora_file("kohya"), te + ".lora_down.weight": down, te + ".lora_up.weight": up,
+                   te + ".alpha": torch.tensor(8.0)}, str(path))
+    before = len(log.read_text(errors="replace"))
+    texts, entry = run_watching_node_text(client, with_lora(name, 1.0), tmp_path)
+    moved = rel(bf16_latents, saved_latents(entry, base))
+    skipped = [line for line in log.read_text(errors="replace")[before:].splitlines() if "lora key not loaded" in line]
+    assert len(skipped) == 3 and all("lora_te1_" in line for line in skipped), skipped
+    on_lora = " ".join(t["text"] for t in texts if t["node"] == "lora")
+    assert "text-encoder" in on_lora and "other models" not in on_lora, texts
+    assert moved > 1e-3
+
+
 def test_the_notice_keeps_out_of_prompts_without_nexus_gen_nodes(wide, xlabs_loras, tmp_path):
     """The same skipped LoRA on a plain FLUX MODEL (ComfyUI-GGUF's loader, no Nexus-Gen node in the prompt): the
     pack says nothing there; that is the host's business."""

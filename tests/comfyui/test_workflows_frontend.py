@@ -143,9 +143,13 @@ def test_understanding_streams_onto_the_node_under_vue_nodes(browser_env, comfy_
     (answer,) = result["texts"]
     title = object_info["NexusGenUnderstand"]["display_name"]
     understand = next(k for k, v in result["vue_text"].items() if title in v)
-    # ours: the text reaches the node's text preview while it is written, and all of it in the end
-    previews = [e["preview"] for e in result["progress_text_events"] if e["node"] == understand]
-    assert len(previews) >= 2 and previews[-1].strip() == answer.strip() != "", result
+    # ours: the text is sent while it is written, and all of it in the end; the frontend's: each update reaches the
+    # node's text preview. Read a moment after each event, a preview can already be gone when the prompt has just
+    # ended (the frontend removes it then), so the last event is not required to find one (seen once on 1.58.1).
+    events = [e for e in result["progress_text_events"] if e["node"] == understand]
+    assert len(events) >= 2 and events[-1]["text"].strip() == answer.strip() != "", result
+    shown = [e for e in events if e["preview"] is not None]
+    assert len(shown) >= len(events) - 1 and all(e["preview"] == e["text"] for e in shown), result
     if version >= (1, 58):  # the renderer's: 1.58.1 draws text previews on Vue nodes, 1.35.9 does not (seen here)
         assert answer.strip() in result["vue_seen_while_running"][understand], result
 
