@@ -3,7 +3,8 @@ playwright-core) of the host in COMFYUI_PATH:
 * every workflow loads with no missing node, no overlapping nodes, every node inside a group, and the whole graph
   in view when it opens (1920x1080 and 1366x768): tools/screenshot_workflows.js --no-thumbnails;
 * each blueprint in subgraphs/ is added as one node from the node search box, queued from the frontend and runs;
-* the text-to-image workflow (with its Markdown note) is queued from the frontend and runs.
+* the LoRA + hi-res workflow (with its Markdown note) is queued from the frontend and runs, and a LoRA whose keys
+  all match nothing is said in a toast; the text-to-image app runs from its own Run button (1.41+).
 Skips without COMFYUI_PATH, node, playwright-core (NODE_PATH=<its node_modules>) or Chromium (CHROMIUM=<path>)."""
 import io
 import json
@@ -96,17 +97,6 @@ def test_blueprint_runs_in_the_frontend(browser_env, comfy_server, path):
     assert [_image_size(client, ref) for ref in result["images"]] == [(128, 96)], result
 
 
-def test_workflow_with_note_runs_from_the_frontend(browser_env, comfy_server):
-    """Queued by the frontend itself: the Markdown note and the groups stay out of the prompt."""
-    client, _, _ = comfy_server
-    path = REPO / "workflows" / "nexus_gen_text_to_image.json"
-    proc, out = run_node(browser_env, [HERE / "frontend_run.js", client.base, "workflow", path], timeout=600)
-    assert out and out[-1]["ok"], proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = out[-1]
-    assert "MarkdownNote" not in result["class_types"] and result["errors"] == [], result
-    assert [_image_size(client, ref) for ref in result["images"]] == [(128, 96)], result
-
-
 def test_missing_model_is_offered_for_download(browser_env, comfy_server):
     """properties.models on the loaders: with ae.safetensors absent, the frontend's missing-models dialog (1.27,
     1.35) or issues panel (1.58) names it with a Download button."""
@@ -155,11 +145,13 @@ def test_understanding_streams_onto_the_node_under_vue_nodes(browser_env, comfy_
 
 
 
-def test_a_skipped_lora_is_said_on_its_node_in_the_frontend(browser_env, comfy_server, tmp_path):
-    """The LoRA + hi-res workflow run from the frontend with an XLabs LoRA, whose keys ComfyUI's loaders skip (on
-    the tiny decoder every LoRA is skipped; the layout gives the notice its advice): a toast that stays names the
-    Load LoRA node, says that none of the file's keys matched and how to convert it. (The same text is on the node
-    while the prompt runs; the frontend removes it when the prompt ends.)"""
+def test_workflow_with_note_runs_from_the_frontend_and_a_skipped_lora_is_a_toast(browser_env, comfy_server, tmp_path):
+    """The LoRA + hi-res workflow queued by the frontend itself: the Markdown note and the groups stay out of the
+    prompt, and both passes run (a 1.5x image). Its LoRA is an XLabs file, whose keys ComfyUI's loaders skip (on the
+    tiny decoder every LoRA is skipped; the layout gives the notice its advice): a toast that stays names the Load
+    LoRA node, says that none of the file's keys matched, and how to convert it. (The same text is on the node while
+    the prompt runs; the frontend removes it when the prompt ends.) The text-to-image graph runs from the frontend
+    as the blueprint and, on 1.41+, as the app."""
     import torch
     from safetensors.torch import save_file
 
@@ -177,7 +169,10 @@ def test_a_skipped_lora_is_said_on_its_node_in_the_frontend(browser_env, comfy_s
     proc, out = run_node((browser_env[0], env), [HERE / "frontend_run.js", client.base, "workflow", path],
                          timeout=600)
     assert out and out[-1]["ok"], proc.stdout[-3000:] + proc.stderr[-3000:]
-    (shown,) = [t for t in out[-1]["toasts"] if "Nexus-Gen" in t]
+    result = out[-1]
+    assert "MarkdownNote" not in result["class_types"] and result["errors"] == [], result
+    assert [_image_size(client, ref) for ref in result["images"]] == [(192, 144)], result
+    (shown,) = [t for t in result["toasts"] if "Nexus-Gen" in t]
     assert f"#{lora['id']}" in shown and "2 of 2 keys" in shown and "nexus-gen convert-lora" in shown, shown
 
 
