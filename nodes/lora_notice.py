@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from ..nexus_core.flux.lora_layouts import looks_xlabs
 from .progress import send_text
 
 SKIPPED = "lora key not loaded: "
@@ -65,7 +66,7 @@ def notice(node: dict, first_key: str, skipped: int, total: int | None) -> str:
     if first_key.startswith(TEXT_ENCODER_KEYS):
         how = (" Those are the LoRA's text-encoder (CLIP-L/T5) weights: a Nexus-Gen prompt goes through its own AR "
                "model, so they have no use here; its DiT weights apply as usual.")
-    elif ".processor." in first_key and "_lora" in first_key:
+    elif looks_xlabs([first_key]):
         how = (" It is an XLabs LoRA, a layout ComfyUI's LoRA loaders do not read: convert it once with "
                "`nexus-gen convert-lora <file> --out <models/loras/new name>.safetensors` and load the new file.")
     else:

@@ -29,9 +29,9 @@ def prepare(base: Path, comfy: Path) -> Path:
     if not (models / "nexus_gen").is_dir():
         subprocess.run([sys.executable, "-m", "nexus_core.cli", "make-tiny", str(models), "--comfyui"], check=True,
                        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    subprocess.run([sys.executable, "-c", "import sys; from nexus_core.synthetic.flux_addons import "
-                    "write_addon_stand_ins as w; w(sys.argv[1])", str(models)], check=True, cwd=REPO,
-                   env={**os.environ, "PYTHONPATH": str(REPO)})  # the mixing workflows' add-on names, listed
+    sys.path.insert(0, str(REPO / "tests" / "comfyui"))
+    from workflow_format import write_stand_ins
+    write_stand_ins(models, (REPO / "workflows").glob("*.json"))  # the mixing workflows' LoRA, Redux, SigLIP
     links = {"ComfyUI-Nexus-Gen": REPO}
     if os.environ.get("COMFYUI_GGUF"):
         links["ComfyUI-GGUF"] = Path(os.environ["COMFYUI_GGUF"])

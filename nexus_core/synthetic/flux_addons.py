@@ -1,6 +1,6 @@
-"""Random FLUX add-ons in the layouts people download, to mix with Nexus-Gen decoders in tests: an XLabs-style
-FLUX ControlNet, a Redux style model with the SigLIP vision tower it reads, and FLUX LoRAs in the XLabs layout.
-Every name and shape is the published files' own; only the values are random (seeded)."""
+"""Random FLUX add-ons in the layouts people download, to mix with Nexus-Gen decoders in tests: an XLabs FLUX
+ControlNet and a Redux style model with the SigLIP vision tower it reads. Every name and shape is the published
+files' own; only the values are random (seeded)."""
 from __future__ import annotations
 
 import math
@@ -9,8 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from ..decoder.keymap import convert_state_dict
-from ..decoder.keymap import dit_tensor_shape, expected_dit_keys
+from ..decoder.keymap import convert_state_dict, dit_tensor_shape, expected_dit_keys
 
 # SigLIP so400m, patch 14 at 384 px: the vision tower FLUX Redux was trained on (ComfyUI's sigclip_vision_384).
 SIGLIP_384 = dict(hidden=1152, mlp=4304, layers=27, patch=14, positions=729)
@@ -107,25 +106,3 @@ def zero_initialised(controlnet: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     """The same ControlNet as training starts it: its output projections at zero, so every residual it adds is
     exactly zero."""
     return {k: torch.zeros_like(v) if k.startswith("controlnet_blocks.") else v for k, v in controlnet.items()}
-
-
-def write_xlabs_controlnet(path, seed: int = 0, zero_blocks: bool = False, **cfg) -> Path:
-    sd = xlabs_controlnet_state(seed, **cfg)
-    save_file(zero_initialised(sd) if zero_blocks else sd, str(path))
-    return Path(path)
-
-
-# The add-on files the mixing workflows name (tools/build_workflows.py), by models folder
-WORKFLOW_ADDONS = {"loras": "FLUX.1-Turbo-Alpha.safetensors", "style_models": "flux1-redux-dev.safetensors",
-                   "clip_vision": "sigclip_vision_patch14_384.safetensors"}
-
-
-def write_addon_stand_ins(models) -> None:
-    """One-tensor files under the add-on names the mixing workflows use, where none exist: the host then lists
-    them, so a test server opens those workflows without a missing-model warning (screenshots, layout checks).
-    They cannot run; the mixing tests write real-layout files over them."""
-    for folder, name in WORKFLOW_ADDONS.items():
-        path = Path(models) / folder / name
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_file({"stand_in": torch.zeros(1)}, str(path))

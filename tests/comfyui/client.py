@@ -51,6 +51,27 @@ class Client:
             raise RuntimeError(f"/prompt refused the graph ({code}): {json.dumps(body)[:2000]}")
         return self.wait(body["prompt_id"], timeout)
 
+    def watch(self, prompt: dict, timeout: float = 1800) -> dict:
+        """Queues `prompt` with a websocket open (ws_probe.py, run in the host's Python, which has aiohttp) and
+        returns what it carried: {"prompt_id", "progress": [...], "texts": [{"node", "text"}, ...]} (the
+        progress-text frames, in order). Returns when the prompt has ended."""
+        import os
+        import subprocess
+        import sys
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(prompt, f)
+        try:
+            out = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable),
+                                  str(Path(__file__).parent / "ws_probe.py"), self.base, f.name],
+                                 capture_output=True, text=True, timeout=timeout)
+        finally:
+            os.unlink(f.name)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
     def image(self, ref: dict) -> bytes:
         q = f"/view?filename={ref['filename']}&subfolder={ref.get('subfolder', '')}&type={ref.get('type', 'output')}"
         return self.get(q)

@@ -37,14 +37,14 @@ def comfy_server(comfy_root, tmp_path_factory):
     from client import Client
 
     from nexus_core.synthetic import make_tiny
-    from nexus_core.synthetic.flux_addons import write_addon_stand_ins
+    from workflow_format import write_stand_ins
 
     base = tmp_path_factory.mktemp("comfy")
     models, nodes_dir, out, user, inp = (base / n for n in ("models", "custom_nodes", "output", "user", "input"))
     for d in (nodes_dir, out, user, inp):
         d.mkdir()
     make_tiny(models, seed=0, comfyui=True)
-    write_addon_stand_ins(models)  # the mixing workflows' LoRA/Redux names: they open without a missing-model toast
+    write_stand_ins(models, (REPO / "workflows").glob("*.json"))  # the mixing workflows' LoRA, Redux, SigLIP
     (nodes_dir / PACK_NAME).symlink_to(REPO, target_is_directory=True)
     gguf_pack = os.environ.get("COMFYUI_GGUF")  # city96/ComfyUI-GGUF, run beside ours when given
     if gguf_pack:

@@ -97,17 +97,33 @@ def edit_graph() -> dict:
     return g
 
 
-def run(client, base, g: dict) -> torch.Tensor:
-    """Queues `g`, waits for it, and returns the latents its SaveLatent node ("save") wrote."""
+def wire_text(g: dict) -> dict:
+    """Connects the graph's text source (the pack's text encoders "te" or a native CLIP "clip") to the
+    conditioning."""
     if "te" in g:
         g["cond"]["inputs"]["text_encoders"] = ["te", 0]
     if "clip" in g:
         g["cond"]["inputs"]["clip"] = ["clip", 0]
-    entry = client.run(g, timeout=900)
+    return g
+
+
+def saved_latents(entry: dict, base, node: str = "save") -> torch.Tensor:
+    """The latents a SaveLatent node of a finished prompt wrote (the prompt must have succeeded)."""
     err = messages(entry).get("execution_error", {})
     assert entry["status"]["status_str"] == "success", json.dumps(err)[:3000]
-    ref = entry["outputs"]["save"]["latents"][0]
+    ref = entry["outputs"][node]["latents"][0]
     return load_file(str(base / "output" / ref["subfolder"] / ref["filename"]))["latent_tensor"].float()
+
+
+def run(client, base, g: dict) -> torch.Tensor:
+    """Queues `g`, waits for it, and returns the latents its SaveLatent node ("save") wrote."""
+    return saved_latents(client.run(wire_text(g), timeout=900), base)
+
+
+def run_watched(client, g: dict) -> tuple[list, dict]:
+    """Runs `g` with a websocket open: (its progress-text frames, its history entry)."""
+    seen = client.watch(wire_text(g))
+    return seen["texts"], client.wait(seen["prompt_id"], 60)
 
 
 def rel(a, b) -> float:

@@ -13,7 +13,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from client import messages
-from workflow_format import input_specs, ui_to_api
+from workflow_format import input_specs, shrink, ui_to_api
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
@@ -21,19 +21,6 @@ NODES = ["NexusGenARLoader", "NexusGenDecoderLoader", "NexusGenTextEncoderLoader
          "NexusGenEditEmbeds", "NexusGenImageEmbeds", "NexusGenEmbedsBlend", "NexusGenConditioning",
          "NexusGenNegative", "NexusGenScheduler", "NexusGenUnderstand"]
 pytestmark = pytest.mark.comfyui
-
-
-def shrink(prompt: dict, steps: int = 3, width: int = 128, height: int = 96, tokens: int = 100) -> dict:
-    """The same graph, small: few steps, a small latent, a short AR budget."""
-    for node in prompt.values():
-        inp = node["inputs"]
-        if "steps" in inp:
-            inp["steps"] = steps
-        if node["class_type"] == "EmptySD3LatentImage":
-            inp.update(width=width, height=height)
-        if "max_new_tokens" in inp:
-            inp["max_new_tokens"] = tokens
-    return prompt
 
 
 def api(path: Path, object_info) -> dict:
@@ -252,12 +239,8 @@ def test_interrupt_stops_within_a_token_and_next_prompt_works(comfy_server, obje
     assert ok["status"]["status_str"] == "success"
 
 
-def test_progress_and_streamed_text_over_the_websocket(comfy_server, object_info, tmp_path):
+def test_progress_and_streamed_text_over_the_websocket(comfy_server, object_info):
     """Understanding streams its text onto the node while it writes, and AR loops report progress."""
-    import os
-    import subprocess
-    import sys
-
     client, _, _ = comfy_server
     prompt = api(REPO / "workflows" / "nexus_gen_understanding.json", object_info)
     ask = next(k for k, n in prompt.items() if n["class_type"] == "NexusGenUnderstand")
@@ -265,18 +248,12 @@ def test_progress_and_streamed_text_over_the_websocket(comfy_server, object_info
     embeds_graph = shrink(api(REPO / "workflows" / "nexus_gen_text_to_image.json", object_info), tokens=300)
     pe = next(k for k, n in embeds_graph.items() if n["class_type"] == "NexusGenPromptEmbeds")
     embeds_graph[pe]["inputs"]["prompt"] = "a streamed fox"
-    for name, graph in (("und", prompt), ("gen", embeds_graph)):
-        (tmp_path / f"{name}.json").write_text(json.dumps(graph))
-    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
-    run = lambda name: json.loads(subprocess.run(  # noqa: E731
-        [python, str(Path(__file__).parent / "ws_probe.py"), client.base, str(tmp_path / f"{name}.json")],
-        capture_output=True, text=True, timeout=300, check=True).stdout.strip().splitlines()[-1])
-    und = run("und")
+    und = client.watch(prompt, timeout=300)
     node_texts = [t["text"] for t in und["texts"] if t["node"] == ask]
     assert len(node_texts) >= 2, und["texts"][:5]
     assert len(set(node_texts)) >= 2  # the text grew while it was written
     assert any(p["node"] == ask and p["value"] > 1 for p in und["progress"])
-    gen = run("gen")
+    gen = client.watch(embeds_graph, timeout=300)
     assert any(p["node"] == pe and p["value"] > 1 for p in gen["progress"]), gen["progress"][:5]
     print(f"understanding: {len(node_texts)} streamed text updates, {sum(p['node'] == ask for p in und['progress'])} "
           f"progress events")
@@ -415,13 +392,6 @@ def test_editing_decoder_for_text_to_image_says_so(comfy_server, object_info, tm
     next(n for n in prompt.values() if n["class_type"] == "NexusGenDecoderLoader")["inputs"]["decoder"] = \
         "Nexus-GenV2/edit_decoder.bin"
     cond = next(k for k, n in prompt.items() if n["class_type"] == "NexusGenConditioning")
-    import os
-    import subprocess
-    import sys
-    path = tmp_path / "kind.json"
-    path.write_text(json.dumps(prompt))
-    out = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), str(Path(__file__).parent / "ws_probe.py"),
-                          client.base, str(path)], capture_output=True, text=True, timeout=300, check=True)
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got = client.watch(prompt, timeout=300)
     texts = [t["text"] for t in got["texts"] if t["node"] == cond]
     assert any("editing decoder" in t and "generation_decoder.bin" in t for t in texts), got["texts"][:5]

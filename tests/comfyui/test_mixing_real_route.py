@@ -14,12 +14,14 @@ adds the variants (single-block-only LoRAs, diffusers LoRA and ControlNet on the
 generation decoder, the two mixing workflows as saved), so that this file adds under a quarter to the host suite."""
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
 
 from client import messages
-from real_width import edit_graph, generation_graph, rel, run
+from workflow_format import models_named
+from real_width import edit_graph, generation_graph, rel, run, run_watched, saved_latents, wire_text
 
 pytestmark = pytest.mark.comfyui
 full_only = pytest.mark.skipif(os.environ.get("NEXUS_MIXING") != "full",
@@ -98,7 +100,7 @@ def with_lora(name: str, strength: float, editing: bool = False) -> dict:
     pytest.param("kohya", "single_blocks", False, marks=full_only),
     pytest.param("diffusers", "single_transformer_blocks", False, marks=full_only),
     pytest.param("diffusers", "", True, marks=full_only)])
-def test_lora_layouts_apply_every_key_on_the_real_route(request, wide, comfy_server, tmp_path, layout, only, editing):
+def test_lora_layouts_apply_every_key_on_the_real_route(request, wide, comfy_server, layout, only, editing):
     """A FLUX LoRA in each layout people download, through ComfyUI's own LoraLoaderModelOnly onto the MODEL of
     Nexus-Gen Decoder Loader: no key is left unloaded (the host would only log it) and the LoRA node shows no
     notice, strength 0 gives the base latents bit for bit, strength 1 changes them (also when the LoRA touches
@@ -110,7 +112,7 @@ def test_lora_layouts_apply_every_key_on_the_real_route(request, wide, comfy_ser
     before = len(log.read_text(errors="replace"))
     if (layout, editing) in (("comfyui", False), ("kohya", True)):  # strength 0 is not the layout's: once a decoder
         assert torch.equal(run(client, base, with_lora(name, 0.0, editing)), base_latents)
-    texts, entry = run_watching_node_text(client, with_lora(name, 1.0, editing), tmp_path)
+    texts, entry = run_watched(client, with_lora(name, 1.0, editing))
     one = saved_latents(entry, base)
     new_log = log.read_text(errors="replace")[before:]
     assert "lora key not loaded" not in new_log, new_log[-3000:]
@@ -157,21 +159,20 @@ def xlabs_loras(wide):
     return folder
 
 
-def test_xlabs_lora_skipped_by_the_host_is_said_on_the_node(wide, comfy_server, xlabs_loras, bf16_latents, tmp_path):
+def test_xlabs_lora_skipped_by_the_host_is_said_on_the_node(wide, comfy_server, xlabs_loras, bf16_latents):
     """ComfyUI's LoRA loaders read no XLabs key (each is only logged as 'lora key not loaded'): the LoRA node
     shows that none of the file's keys matched, and says how to convert it."""
     client, base = wide
     g = with_lora("nexus_test_xlabs.safetensors", 1.0)
     g["save"]["inputs"]["filename_prefix"] = "wide/xlabs_skipped"
-    texts, entry = run_watching_node_text(client, g, tmp_path)
+    texts, entry = run_watched(client, g)
     assert entry["status"]["status_str"] == "success"
     on_lora = " ".join(t["text"] for t in texts if t["node"] == "lora")
     assert "8 of 8 keys" in on_lora and "nexus-gen convert-lora" in on_lora and "XLabs" in on_lora, texts
     assert torch.equal(saved_latents(entry, base), bf16_latents)  # nothing applied: what the user would not notice
 
 
-def test_a_lora_with_text_encoder_weights_applies_and_the_node_says_what_was_left(wide, comfy_server, bf16_latents,
-                                                                                  tmp_path):
+def test_a_lora_with_text_encoder_weights_applies_and_the_node_says_what_was_left(wide, comfy_server, bf16_latents):
     """A kohya FLUX LoRA that also trained CLIP-L (lora_te1_...), as sd-scripts writes them, through
     LoraLoaderModelOnly: the DiT keys apply (the latents move), only the text-encoder keys are skipped, and the node
     says what they are instead of calling the file a LoRA for another model; no toast (the LoRA works)."""
@@ -189,7 +190,7 @@ def test_a_lora_with_text_encoder_weights_applies_and_the_node_says_what_was_lef
         save_file({**lora_file("kohya"), te + ".lora_down.weight": down, te + ".lora_up.weight": up,
                    te + ".alpha": torch.tensor(8.0)}, str(path))
     before = len(log.read_text(errors="replace"))
-    texts, entry = run_watching_node_text(client, with_lora(name, 1.0), tmp_path)
+    texts, entry = run_watched(client, with_lora(name, 1.0))
     moved = rel(bf16_latents, saved_latents(entry, base))
     skipped = [line for line in log.read_text(errors="replace")[before:].splitlines() if "lora key not loaded" in line]
     assert len(skipped) == 3 and all("lora_te1_" in line for line in skipped), skipped
@@ -198,7 +199,7 @@ def test_a_lora_with_text_encoder_weights_applies_and_the_node_says_what_was_lef
     assert moved > 1e-3
 
 
-def test_the_notice_keeps_out_of_prompts_without_nexus_gen_nodes(wide, xlabs_loras, tmp_path):
+def test_the_notice_keeps_out_of_prompts_without_nexus_gen_nodes(wide, xlabs_loras):
     """The same skipped LoRA on a plain FLUX MODEL (ComfyUI-GGUF's loader, no Nexus-Gen node in the prompt): the
     pack says nothing there; that is the host's business."""
     from real_width import WIDE_GGUF
@@ -212,7 +213,7 @@ def test_the_notice_keeps_out_of_prompts_without_nexus_gen_nodes(wide, xlabs_lor
          "lora": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["unet", 0], "strength_model": 1.0,
                                                                   "lora_name": "nexus_test_xlabs.safetensors"}},
          "show": {"class_type": "PreviewAny", "inputs": {"source": ["lora", 0]}}}
-    texts, entry = run_watching_node_text(client, g, tmp_path)
+    texts, entry = run_watched(client, g)
     assert entry["status"]["status_str"] == "success", json.dumps(messages(entry).get("execution_error", {}))[:2000]
     assert texts == []
 
@@ -235,36 +236,11 @@ def test_converted_xlabs_lora_applies_like_the_comfyui_layout(wide, comfy_server
     assert torch.equal(converted, oracle)
 
 
-def saved_latents(entry: dict, base, node: str = "save") -> torch.Tensor:
-    from safetensors.torch import load_file
-
-    assert entry["status"]["status_str"] == "success", json.dumps(messages(entry).get("execution_error", {}))[:3000]
-    ref = entry["outputs"][node]["latents"][0]
-    return load_file(str(base / "output" / ref["subfolder"] / ref["filename"]))["latent_tensor"].float()
-
-
-def run_watching_node_text(client, g: dict, tmp_path) -> tuple[list, dict]:
-    """Runs `g` with a websocket open (ws_probe.py, in the host's Python): (progress-text frames, history entry)."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    if "te" in g:
-        g["cond"]["inputs"]["text_encoders"] = ["te", 0]
-    prompt = tmp_path / "prompt.json"
-    prompt.write_text(json.dumps(g))
-    out = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), str(Path(__file__).parent / "ws_probe.py"),
-                          client.base, str(prompt)], capture_output=True, text=True, timeout=1800)
-    assert out.returncode == 0, out.stderr[-3000:]
-    seen = json.loads(out.stdout)
-    return seen["texts"], client.wait(seen["prompt_id"], 60)
-
-
 # --- Redux and ControlNet: real-layout random add-ons through ComfyUI's own loaders --------------------------------
 
-SIGLIP = "sigclip_vision_patch14_384.safetensors"
-REDUX = "flux1-redux-dev.safetensors"
+# under the names the Redux workflow uses, so that it runs on them as saved
+_REDUX_FILES = models_named(json.loads((Path(__file__).parents[2] / "workflows" / "nexus_gen_redux.json").read_text()))
+SIGLIP, REDUX = _REDUX_FILES["clip_vision"], _REDUX_FILES["style_models"]
 CONTROLNET = "flux-canny-controlnet-v3.safetensors"  # XLabs layout, 1 double block (the published ones: 2)
 CONTROLNET_ZERO = "flux-controlnet-zero-init.safetensors"  # the same, with the residual projections at zero
 
@@ -404,9 +380,7 @@ def test_img2img_mask_differential_diffusion_and_a_hires_pass_on_editing(wide, e
                           "latent_image": ["up", 0]}}
     g["save"]["inputs"]["samples"] = ["s2", 0]
     g["enc_save"] = {"class_type": "SaveLatent", "inputs": {"samples": ["enc", 0], "filename_prefix": "wide/enc"}}
-    if "te" in g:
-        g["cond"]["inputs"]["text_encoders"] = ["te", 0]
-    entry = client.run(g, timeout=900)
+    entry = client.run(wire_text(g), timeout=900)
     encoded, first, second = (saved_latents(entry, base, n) for n in ("enc_save", "first", "save"))
     assert first.shape == encoded.shape == (1, 16, 12, 16)
     # The unmasked (left) half is kept: equal up to the latent format's scale and shift, applied and undone
@@ -430,19 +404,13 @@ def test_mixing_workflows_run_on_the_real_route(addons, object_info, name):
     import io
 
     from real_width import CLIP_FULL, WIDE
-    from workflow_format import ui_to_api
+    from workflow_format import shrink, ui_to_api
 
     client, base = addons
     wf = json.loads((Path(__file__).parents[2] / "workflows" / f"{name}.json").read_text())
-    prompt = ui_to_api(wf, object_info)
+    prompt = shrink(ui_to_api(wf, object_info))
     for node in prompt.values():
         inp, cls = node["inputs"], node["class_type"]
-        if "steps" in inp:
-            inp["steps"] = 3
-        if "max_new_tokens" in inp:
-            inp["max_new_tokens"] = 100
-        if cls == "EmptySD3LatentImage":
-            inp.update(width=128, height=96)
         if cls == "NexusGenDecoderLoader":
             inp["decoder"] = WIDE
         if cls == "NexusGenTextEncoderLoader":
