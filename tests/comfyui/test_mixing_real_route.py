@@ -154,7 +154,8 @@ def xlabs_loras(wide):
     folder.mkdir(exist_ok=True)
     xlabs, comfy = xlabs_pair_files()
     if not (folder / "nexus_test_xlabs.safetensors").exists():
-        save_file(xlabs, str(folder / "nexus_test_xlabs.safetensors"))
+        # with a metadata block, as the published files have: it is not a key (a count that took it for one failed)
+        save_file(xlabs, str(folder / "nexus_test_xlabs.safetensors"), metadata={"format": "pt"})
         save_file(comfy, str(folder / "nexus_test_xlabs_oracle.safetensors"))
     return folder
 
