@@ -46,12 +46,13 @@ CORE = {"1": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"
         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "bench/core"}}}
 
 
-def start(comfy: Path, base: Path, yaml: Path, nodes_dir: Path, log: Path) -> tuple[subprocess.Popen, Client]:
+def start(comfy: Path, base: Path, yaml: Path, nodes_dir: Path, log: Path,
+          extra_args: list[str] = ()) -> tuple[subprocess.Popen, Client]:
     port = _free_port()
     cmd = [os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu", "--listen", "127.0.0.1",
            "--port", str(port), "--disable-auto-launch", "--extra-model-paths-config", str(yaml),
            "--output-directory", str(base / "output"), "--input-directory", str(base / "input"),
-           "--user-directory", str(base / "user"), "--database-url", "sqlite:///:memory:"]
+           "--user-directory", str(base / "user"), "--database-url", "sqlite:///:memory:", *extra_args]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "comfyui" / "shim"),
                                                          os.environ.get("PYTHONPATH", "")])}
     yaml.write_text(yaml.read_text().replace("CUSTOM_NODES", str(nodes_dir)))

@@ -10,11 +10,18 @@ from comfy_api.latest import io
 from ..nexus_core.decoder import EDITING
 from ..nexus_core.embeddings.conditioning import GRIDS_KEY, positive, scheduler_sigmas
 from ..nexus_core.decoder.schedule import SHIFT
+from ..nexus_core.settings.bounds import TEXT_BOUND_TIP
+from . import checks
 from .memory import device_context, ensure_loaded
 from .progress import warn
 from .schema import schema
 from .text_source import negative, pick, pooled_empty
 from .types import CATEGORY, NexusEmbeds, NexusProjector, NexusTextEncoders
+
+# The schema's bounds of the FLOAT inputs these nodes validate themselves (the host then skips its own min/max)
+GUIDANCE = dict(min=0.0, max=100.0)
+DENOISE = dict(min=0.01, max=1.0)
+SHIFT_RANGE = dict(min=0.1, max=20.0)
 
 TEXT_INPUTS = [
     NexusTextEncoders.Input("text_encoders", optional=True,
@@ -36,7 +43,7 @@ class NexusGenConditioning(io.ComfyNode):
             inputs=[
                 NexusEmbeds.Input("embeds", tooltip="From a Nexus-Gen embeddings node"),
                 NexusProjector.Input("projector", tooltip="From Nexus-Gen Decoder Loader (matches the MODEL)"),
-                io.Float.Input("guidance", default=3.5, min=0.0, max=100.0, step=0.1,
+                io.Float.Input("guidance", default=3.5, **GUIDANCE, step=0.1,
                                tooltip="FLUX embedded guidance (the reference uses 3.5)"),
                 io.Boolean.Input("use_reference", default=True,
                                  tooltip="Editing decoder: also feed the 324 reference embeddings of the input "
@@ -48,7 +55,12 @@ class NexusGenConditioning(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, guidance):
+        return checks.number(guidance, "guidance", GUIDANCE)
+
+    @classmethod
     def execute(cls, embeds, projector, guidance, use_reference, text_encoders=None, clip=None) -> io.NodeOutput:
+        checks.require(checks.number(guidance, "guidance", GUIDANCE))
         pooled = pooled_empty(pick(text_encoders, clip, "Nexus-Gen Conditioning"))
         if projector.kind == EDITING and embeds.source in ("prompt", "image") and embeds.reference is None:
             warn(f"Nexus-Gen Conditioning: '{projector.path}' is the editing decoder, made for Image + Instruction "
@@ -71,8 +83,9 @@ class NexusGenNegative(io.ComfyNode):
             description="The reference's CFG negative: T5-XXL of the text padded to 512 tokens (no mask) with its "
                         "pooled CLIP-L. Only used when cfg != 1; for cfg 1 any negative works.",
             inputs=[
-                io.String.Input("text", multiline=True, default="", tooltip="Negative prompt ('' = the reference)"),
-                io.Float.Input("guidance", default=3.5, min=0.0, max=100.0, step=0.1,
+                io.String.Input("text", multiline=True, default="",
+                                tooltip=f"Negative prompt ('' = the reference). {TEXT_BOUND_TIP}"),
+                io.Float.Input("guidance", default=3.5, **GUIDANCE, step=0.1,
                                tooltip="FLUX embedded guidance, the same as the positive"),
                 *TEXT_INPUTS,
             ],
@@ -80,7 +93,12 @@ class NexusGenNegative(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, text, guidance):
+        return checks.first(checks.text(text, "text"), checks.number(guidance, "guidance", GUIDANCE))
+
+    @classmethod
     def execute(cls, text, guidance, text_encoders=None, clip=None) -> io.NodeOutput:
+        checks.require(checks.first(checks.text(text, "text"), checks.number(guidance, "guidance", GUIDANCE)))
         ctx, pooled = negative(pick(text_encoders, clip, "Nexus-Gen Negative Conditioning"), text)
         dev = mm.intermediate_device()
         return io.NodeOutput([[ctx.to(dev, torch.float32), {"pooled_output": pooled.to(dev, torch.float32),
@@ -97,14 +115,23 @@ class NexusGenScheduler(io.ComfyNode):
                         "with euler and cfg they reproduce `nexus-gen generate`.",
             inputs=[
                 io.Int.Input("steps", default=50, min=1, max=1000, tooltip="Sampling steps (reference: 50)"),
-                io.Float.Input("denoise", default=1.0, min=0.01, max=1.0, step=0.01,
+                io.Float.Input("denoise", default=1.0, **DENOISE, step=0.01,
                                tooltip="Below 1 starts part-way down the schedule (img2img)"),
-                io.Float.Input("shift", default=SHIFT, min=0.1, max=20.0, step=0.05,
+                io.Float.Input("shift", default=SHIFT, **SHIFT_RANGE, step=0.05,
                                tooltip="Flow shift (reference: 3)"),
             ],
             outputs=[io.Sigmas.Output(display_name="SIGMAS", tooltip="steps + 1 sigmas ending at 0")],
         )
 
     @classmethod
+    def validate_inputs(cls, denoise, shift):
+        return _schedule_checks(denoise, shift)
+
+    @classmethod
     def execute(cls, steps, denoise, shift) -> io.NodeOutput:
+        checks.require(_schedule_checks(denoise, shift))
         return io.NodeOutput(scheduler_sigmas(steps, denoise, shift))
+
+
+def _schedule_checks(denoise, shift):
+    return checks.first(checks.number(denoise, "denoise", DENOISE), checks.number(shift, "shift", SHIFT_RANGE))

@@ -10,10 +10,14 @@ from ..nexus_core.ar import editing_request, encode_image, generation_request, p
 from ..nexus_core.embeddings.blend import blend
 from ..nexus_core.embeddings.conditioning import split_prompts
 from ..nexus_core.images.tensors import one_image, tensor_to_pils
+from ..nexus_core.settings.bounds import MAX_BATCH_PROMPTS, TEXT_BOUND_TIP
+from . import checks
 from .progress import finish, send_text, token_callbacks
 from .schema import schema
 from .types import CATEGORY, Embeds, NexusAR, NexusEmbeds
 
+INSTRUCTION_EMPTY = "it is empty; say what to change in the image"
+WEIGHT = dict(min=-1.0, max=2.0)  # the schema's bounds, checked again by validate_inputs (which takes them over)
 MODE_TIP = ("reference = the model writes its reply and the 81 image slots are filled when it opens an image (the "
             "reference's results); fast = the training reply is given and the request is one forward pass")
 
@@ -49,11 +53,13 @@ class NexusGenPromptEmbeds(io.ComfyNode):
             description="The AR model turns a prompt into the 81 image embeddings the generation decoder expects.",
             inputs=[
                 NexusAR.Input("nexus_ar", tooltip="From Nexus-Gen AR Model Loader"),
-                io.String.Input("prompt", multiline=True, default="", tooltip="What to generate"),
+                io.String.Input("prompt", multiline=True, default="",
+                                tooltip=f"What to generate. {TEXT_BOUND_TIP}"),
                 io.Combo.Input("language", options=["en", "zh", "auto"], default="en",
                                tooltip="Prompt template: English, Chinese, or chosen from the prompt's script"),
                 io.Boolean.Input("one_per_line", default=False,
-                                 tooltip="Each non-empty line is its own prompt (a batch of embeddings)"),
+                                 tooltip="Each non-empty line is its own prompt (a batch of embeddings), at most "
+                                         f"{MAX_BATCH_PROMPTS} lines"),
                 *decode_inputs("Reply budget in reference mode (the 83-token image span always fits)"),
             ],
             outputs=[NexusEmbeds.Output(display_name="embeds", tooltip="(B, 81, D) image embeddings"),
@@ -62,13 +68,12 @@ class NexusGenPromptEmbeds(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, prompt):
-        if isinstance(prompt, str) and not prompt.strip():
-            return "prompt: it is empty; describe the image to generate"
-        return True
+    def validate_inputs(cls, prompt, one_per_line):
+        return checks.prompts(prompt, one_per_line)
 
     @classmethod
     def execute(cls, nexus_ar, prompt, language, one_per_line, mode, seed, max_new_tokens) -> io.NodeOutput:
+        checks.require(checks.prompts(prompt, one_per_line))  # a prompt linked from another node arrives only now
         reqs = [generation_request(p, language) for p in split_prompts(prompt, one_per_line)]
         kw = _decode_kwargs(mode, max_new_tokens, seed, cls.hidden.unique_id)
         with nexus_ar.running() as ar:
@@ -92,7 +97,8 @@ class NexusGenEditEmbeds(io.ComfyNode):
                 NexusAR.Input("nexus_ar", tooltip="From Nexus-Gen AR Model Loader"),
                 io.Image.Input("image", tooltip="The image to edit (first image of a batch)"),
                 io.String.Input("instruction", multiline=True, default="",
-                                tooltip="What to change; '<image>' marks where the image goes (optional)"),
+                                tooltip="What to change; '<image>' marks where the image goes (optional). "
+                                        f"{TEXT_BOUND_TIP}"),
                 *decode_inputs("Reply budget in reference mode"),
             ],
             outputs=[NexusEmbeds.Output(display_name="embeds",
@@ -103,12 +109,11 @@ class NexusGenEditEmbeds(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, instruction):
-        if isinstance(instruction, str) and not instruction.strip():
-            return "instruction: it is empty; say what to change in the image"
-        return True
+        return checks.text(instruction, "instruction", INSTRUCTION_EMPTY)
 
     @classmethod
     def execute(cls, nexus_ar, image, instruction, mode, seed, max_new_tokens) -> io.NodeOutput:
+        checks.require(checks.text(instruction, "instruction", INSTRUCTION_EMPTY))
         pil = one_image(image, "image")
         with nexus_ar.running() as ar:
             res = predict(ar, [editing_request(ar, pil, instruction)], mode,
@@ -159,7 +164,7 @@ class NexusGenEmbedsBlend(io.ComfyNode):
             inputs=[
                 NexusEmbeds.Input("a", tooltip="First embeddings"),
                 NexusEmbeds.Input("b", tooltip="Second embeddings (same token count)"),
-                io.Float.Input("weight", default=0.5, min=-1.0, max=2.0, step=0.01,
+                io.Float.Input("weight", default=0.5, **WEIGHT, step=0.01,
                                tooltip="0 = a, 1 = b; outside 0..1 extrapolates"),
                 io.Combo.Input("method", options=["slerp", "lerp"], default="slerp",
                                tooltip="slerp turns each token's direction along the sphere and moves its norm "
@@ -169,7 +174,12 @@ class NexusGenEmbedsBlend(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, weight):
+        return checks.number(weight, "weight", WEIGHT)
+
+    @classmethod
     def execute(cls, a, b, weight, method) -> io.NodeOutput:
+        checks.require(checks.number(weight, "weight", WEIGHT))
         target = blend(a.target, b.target, weight, method)
         ref = a.reference if a.reference is not None else b.reference
         return io.NodeOutput(Embeds(target, ref, a.texts + b.texts, "blend"))

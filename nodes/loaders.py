@@ -33,7 +33,7 @@ DEVICE_TIP = ("default = ComfyUI's GPU; cpu keeps this model off the GPU entirel
 class NexusGenARLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        folders = paths.model_folders(paths.search_roots(folder_paths, (paths.FOLDER, "LLM")))
+        folders = paths.ar_models(folder_paths)
         return schema(
             node_id="NexusGenARLoader", display_name="Nexus-Gen AR Model Loader", category=CATEGORY,
             search_aliases=["nexus", "qwen", "qwen2.5-vl", "unified", "llm", "load"],
@@ -66,6 +66,7 @@ class NexusGenARLoader(io.ComfyNode):
         from ..nexus_core.ar import load_ar
         from ..nexus_core.ar.checkpoint import inspect_ar_folder
 
+        checks.require(checks.ar_folder(folder_paths, model))  # a name linked from another node is seen only now
         folder = paths.resolve_model_folder(folder_paths, model)
         load_device = resolve_device(device)
         saved = inspect_ar_folder(folder).config.get("torch_dtype")
@@ -126,6 +127,7 @@ class NexusGenDecoderLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, decoder, weight_dtype) -> io.NodeOutput:
+        checks.require(checks.decoder_file(folder_paths, decoder))
         path = paths.resolve_decoder(folder_paths, decoder)
         dec = read_decoder(path)  # a .bin is memory-mapped: the host reads its tensors in place, no copy on disk
         paths.say_unused_cache(path, folder_paths.models_dir)
@@ -156,6 +158,7 @@ class NexusGenProjectorLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, decoder) -> io.NodeOutput:
+        checks.require(checks.decoder_file(folder_paths, decoder, gguf=True))
         path = paths.resolve_decoder(folder_paths, decoder)
         return io.NodeOutput(_projector(read_projector(path), path, decoder))
 
@@ -207,11 +210,11 @@ class NexusGenTextEncoderLoader(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, clip_l, t5xxl):
-        return checks.first(checks.text_encoder_file(folder_paths, clip_l, "clip_l"),
-                            True if t5xxl == "none" else checks.text_encoder_file(folder_paths, t5xxl, "t5xxl"))
+        return _text_encoder_checks(clip_l, t5xxl)
 
     @classmethod
     def execute(cls, clip_l, t5xxl, device) -> io.NodeOutput:
+        checks.require(_text_encoder_checks(clip_l, t5xxl))  # names linked from other nodes are seen only now
         from ..nexus_core.flux.text_encoders import TextEncoders
 
         clip_path = folder_paths.get_full_path_or_raise("text_encoders", clip_l)
@@ -232,3 +235,9 @@ class NexusGenTextEncoderLoader(io.ComfyNode):
         enc.load_device = load_device  # runs happen in the host's context for it (device_context)
         enc.get_models = lambda: list(patchers.values())  # the host's prompt tracker finds our patchers here
         return io.NodeOutput(enc)
+
+
+def _text_encoder_checks(clip_l, t5xxl):
+    """Both names must be files the host lists in models/text_encoders (validate_inputs takes the list check over)."""
+    return checks.first(checks.text_encoder_file(folder_paths, clip_l, "clip_l"),
+                        True if t5xxl == "none" else checks.text_encoder_file(folder_paths, t5xxl, "t5xxl"))

@@ -103,7 +103,17 @@ def _classify(cur: str, rel: str, files: list[str]) -> tuple[bool, list[str]]:
     return False, ar_files
 
 
+def ar_models(folder_paths) -> list[str]:
+    """What the AR loader lists: AR folders and single-file ARs under models/nexus_gen and models/LLM."""
+    return model_folders(search_roots(folder_paths, (FOLDER, "LLM")))
+
+
 def resolve_model_folder(folder_paths, rel: str) -> str:
+    """The path of a listed AR. Only a listed name is joined onto a root: an absolute name would replace the root
+    and '..' would leave it, and the listing (which follows links users placed in the folders) never holds either."""
+    if not isinstance(rel, str) or rel not in ar_models(folder_paths):
+        raise FileNotFoundError(f"Nexus-Gen model {str(rel)[:80]!r} is not one of the models listed under "
+                                f"models/{FOLDER} or models/LLM")
     for root in search_roots(folder_paths, (FOLDER, "LLM")):
         cand = os.path.join(root, rel)
         if os.path.isdir(cand) or (os.path.isfile(cand) and is_ar_file(cand)):
@@ -233,6 +243,10 @@ def _decoder_files(folder_paths, lists, gguf: bool) -> list[str]:
 
 
 def resolve_decoder(folder_paths, rel: str) -> str:
+    """The path of a listed decoder file (the host's lookup is contained too; the list keeps other files out)."""
+    if not isinstance(rel, str) or rel not in decoder_files(folder_paths, gguf=True):
+        raise FileNotFoundError(f"Decoder {str(rel)[:80]!r} is not one of the decoder files listed under "
+                                f"models/{FOLDER} or models/diffusion_models")
     for name in (FOLDER, "diffusion_models", "unet_gguf"):
         try:
             full = folder_paths.get_full_path(name, rel)

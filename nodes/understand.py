@@ -5,6 +5,8 @@ from comfy_api.latest import io
 
 from ..nexus_core.ar import understand
 from ..nexus_core.images.tensors import one_image
+from ..nexus_core.settings.bounds import TEXT_BOUND_TIP
+from . import checks
 from .progress import send_text, token_callbacks
 from .schema import schema
 from .types import CATEGORY, NexusAR
@@ -21,7 +23,8 @@ class NexusGenUnderstand(io.ComfyNode):
             inputs=[
                 NexusAR.Input("nexus_ar", tooltip="From Nexus-Gen AR Model Loader"),
                 io.String.Input("question", multiline=True, default="",
-                                tooltip="Empty with an image = 'Please give a brief description of the image.'"),
+                                tooltip="Empty with an image = 'Please give a brief description of the image.' "
+                                        f"{TEXT_BOUND_TIP}"),
                 io.Image.Input("image", optional=True, tooltip="Optional image (first of a batch)"),
                 io.Int.Input("max_new_tokens", default=1024, min=1, max=8192, tooltip="Answer budget in tokens"),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
@@ -32,7 +35,12 @@ class NexusGenUnderstand(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, question):
+        return checks.text(question, "question")
+
+    @classmethod
     def execute(cls, nexus_ar, question, max_new_tokens, seed, image=None) -> io.NodeOutput:
+        checks.require(checks.text(question, "question"))
         node = cls.hidden.unique_id
         pil = None if image is None else one_image(image, "image")
         with nexus_ar.running() as ar:

@@ -46,6 +46,18 @@ class DecodeOptions:
     should_stop: Callable[[], bool] | None = None  # polled before every forward
 
 
+def check_context(ar, prompt_tokens: int, new_tokens: int = 0, what: str = "the prompt") -> None:
+    """Refuse, before the first forward, a request whose prompt and reply budget together pass the AR's context
+    (config.json's max_position_embeddings): past it the model's positions are untrained, and a long request
+    holds a shared server's queue."""
+    context = getattr(ar.text_config, "max_position_embeddings", None)
+    if context and prompt_tokens + new_tokens > context:
+        budget = f" and max_new_tokens={new_tokens}" if new_tokens else ""
+        raise NexusError(f"{what} is {prompt_tokens:,} tokens{budget}: together more than the model's context of "
+                         f"{context:,} tokens (max_position_embeddings in its config.json); shorten it"
+                         + (" or lower max_new_tokens" if new_tokens else ""))
+
+
 def all2all_text(tokenizer, ids: list[int]) -> str:
     """The reference's batch_decode_all2all: the image span becomes '<image>', <|im_end|> is dropped."""
     text = tokenizer.decode(ids, skip_special_tokens=False)
@@ -95,6 +107,7 @@ def decode(ar, prompt_ids: list[int], pixel_values: torch.Tensor | None = None, 
     gen = None
     if sampling.do_sample:
         gen = torch.Generator().manual_seed(opts.seed if opts.seed is not None else torch.seed() % 2**63)
+    check_context(ar, len(prompt_ids), opts.max_new_tokens)
     run = _Runner(ar, opts)
     dev = ar.device
 

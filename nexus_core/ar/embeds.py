@@ -12,7 +12,7 @@ import torch
 
 from ..errors import NexusError
 from ..settings.validate import check_text
-from .decoding import DecodeOptions, all2all_text, decode
+from .decoding import DecodeOptions, all2all_text, check_context, decode
 from .images import bound_image, load_image, pixel_values
 from .prompts import ASSISTANT_PREFIXES, detect_language, editing_content, generation_prompt
 
@@ -89,6 +89,7 @@ def _predict_fast(ar, requests: list[Request], prefix: str | None) -> Embeddings
         ids, _ = ar.formatter.encode(req.messages, req.token_counts(ar.merge), assistant_prefix=pre)
         starts.append(len(ids))
         ids = ids + [tk.vision_start] + [tk.image_pad] * n + [tk.vision_end]
+        check_context(ar, len(ids))
         grids = list(req.grids) + [ar.image_grid]
         t = torch.tensor([ids], device=dev)
         pos, _ = prompt_positions(ar, t, grids)

@@ -1,0 +1,339 @@
+"""A shared server's checks, in CI: every input a node validates itself is checked as strictly as the host would
+have (list membership, min/max, NaN), names never leave the model folders and say nothing about paths outside
+them, text and batches are bounded, and the AR's context is checked before its first forward.
+
+The node layer runs against small stand-ins for the host (tests/host_stand_in.py); the real-host suite
+(tests/comfyui/test_server.py) posts the same values to a real ComfyUI."""
+import inspect
+import math
+import os
+import shutil
+
+import pytest
+import torch
+
+from nexus_core.errors import NexusError
+from nexus_core.settings.bounds import (MAX_BATCH_PROMPTS, MAX_TEXT_CHARS, check_bounded_text,
+                                        check_prompt_count)
+from nexus_core.settings.names import MAX_NAME_CHARS, check_listed, name_problem
+
+import host_stand_in
+
+
+# --- names ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "\\\\server\\share\\m", "C:/models/ar", "c:ar", "../outside/ar",
+                                  "Nexus-GenV2/../../x", "a/./b", "a//b", "a/", "", "a\x00b", "a\nb", "a\\b",
+                                  "x" * (MAX_NAME_CHARS + 1), "a/" + "y" * 256, "caf\udce9", 3, None])
+def test_names_that_are_never_model_names(name):
+    assert name_problem(name) is not None
+
+
+@pytest.mark.parametrize("name", ["Nexus-GenV2", "nexus_gen/Nexus-GenV2/generation_decoder.bin", ".",
+                                  "模型/解码器.bin", "a" * 255, "/".join(["b" * 255] * 4)[:MAX_NAME_CHARS],
+                                  "x..y/file..bin"])
+def test_names_that_can_be_model_names(name):
+    assert len(name) <= MAX_NAME_CHARS
+    assert name_problem(name) is None
+
+
+def test_a_name_is_accepted_only_when_listed():
+    listed = ["Nexus-GenV2", "sub/ar.safetensors"]
+    assert check_listed("sub/ar.safetensors", listed, "model", "models") == "sub/ar.safetensors"
+    for bad in ("nexus-genv2", "Nexus-GenV2/", "sub/../Nexus-GenV2", "/abs/Nexus-GenV2"):
+        with pytest.raises(NexusError, match="^model: "):
+            check_listed(bad, listed, "model", "models")
+
+
+def test_a_refusal_is_the_same_for_an_outside_path_that_exists(tmp_path):
+    """No existence oracle: the message for a real folder outside the model folders and for a made-up one differ
+    only in the name quoted."""
+    real = tmp_path / "secret"
+    real.mkdir()
+    made_up = tmp_path / "secreu"
+    messages = []
+    for p in (real, made_up):
+        with pytest.raises(NexusError) as e:
+            check_listed(str(p), ["Nexus-GenV2"], "model", "models")
+        messages.append(str(e.value).replace(str(p), "NAME"))
+    assert messages[0] == messages[1]
+
+
+# --- text and batch bounds -----------------------------------------------------------------------------------------
+
+def test_text_bound_at_the_edge():
+    assert check_bounded_text("é" * MAX_TEXT_CHARS, "prompt")
+    with pytest.raises(NexusError, match=f"prompt is {MAX_TEXT_CHARS + 1:,} characters.*at most {MAX_TEXT_CHARS:,}"):
+        check_bounded_text("a" * (MAX_TEXT_CHARS + 1), "prompt")
+    with pytest.raises(NexusError, match="not valid UTF-8"):
+        check_bounded_text("a\ud800b", "prompt")
+    assert check_bounded_text(None, "prompt") is None  # linked from another node: checked when it arrives
+
+
+def test_batch_bound_at_the_edge():
+    assert check_prompt_count(MAX_BATCH_PROMPTS, "prompt") == MAX_BATCH_PROMPTS
+    with pytest.raises(NexusError, match=f"{MAX_BATCH_PROMPTS + 1} prompts.*at most {MAX_BATCH_PROMPTS}"):
+        check_prompt_count(MAX_BATCH_PROMPTS + 1, "prompt")
+
+
+# --- the node layer against a stand-in host -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory, tiny_root):
+    """ComfyUI's folders: the AR folder placed in models/nexus_gen as a LINK to a folder elsewhere (as users do
+    with big models), text encoders in models/text_encoders; and a copy of the AR outside every model folder."""
+    root = tmp_path_factory.mktemp("host")
+    models = root / "models"
+    (models / "nexus_gen").mkdir(parents=True)
+    (models / "nexus_gen" / "Nexus-GenV2").symlink_to(tiny_root / "Nexus-GenV2", target_is_directory=True)
+    (models / "text_encoders").mkdir()
+    clip = next((tiny_root / "FLUX.1-dev").rglob("text_encoder/model.safetensors"))
+    shutil.copy(clip, models / "text_encoders" / "clip_l.safetensors")
+    outside = root / "outside"
+    shutil.copytree(tiny_root / "Nexus-GenV2", outside / "ar", ignore=shutil.ignore_patterns("*decoder*"))
+    shutil.copy(clip, outside / "clip_l.safetensors")
+    shutil.copy(tiny_root / "Nexus-GenV2" / "generation_decoder.bin", outside / "generation_decoder.bin")
+    nodes, fp = host_stand_in.import_pack(root)
+    yield nodes, fp, root
+    host_stand_in.forget_pack()
+
+
+def schema_inputs(cls) -> dict:
+    return {i.id: i for i in cls.define_schema().inputs}
+
+
+def call_validate(cls, **values):
+    args = inspect.signature(cls.validate_inputs).parameters
+    inputs = schema_inputs(cls)
+    full = {}
+    for name in args:
+        spec = inputs[name]
+        full[name] = spec.options.get("default", (spec.options.get("options") or [None])[0])
+    full.update(values)
+    return cls.validate_inputs(**full)
+
+
+def taken_over(nodes):
+    """(node class, input spec) for every input some node's validate_inputs takes over from the host."""
+    out = []
+    for cls in host_stand_in.node_classes(nodes):
+        if "validate_inputs" not in cls.__dict__:
+            continue
+        inputs = schema_inputs(cls)
+        for name in inspect.signature(cls.validate_inputs).parameters:
+            out.append((cls, inputs[name]))
+    return out
+
+
+def hostile_names(root):
+    out = root / "outside"
+    return [str(out / "ar"), str(out / "clip_l.safetensors"), str(out / "generation_decoder.bin"),
+            "../../outside/ar", "../outside/generation_decoder.bin", "Nexus-GenV2/../../../outside/ar",
+            "Nexus-GenV2\\..\\..\\outside\\ar", "Nexus-GenV2/generation_decoder.bin\x00.txt", "x" * 5000,
+            "Nexus-GenV2/model-00001-of-00002.safetensors", "not_listed.safetensors"]
+
+
+def test_every_taken_over_input_keeps_the_hosts_checks(host):
+    """Each input a validate_inputs takes over loses ComfyUI's own check (list, min/max), so the node must make it:
+    a value outside the list, outside the bounds, NaN/inf, or text past the bound is refused; the edges pass."""
+    nodes, fp, root = host
+    seen = set()
+    for cls, spec in taken_over(nodes):
+        node = cls.define_schema().node_id
+        seen.add((node, spec.id))
+        if spec.io_type == "COMBO":
+            options = [o for o in spec.options["options"] if o != "none"]
+            assert options and not options[0].startswith("("), (node, spec.id, options)
+            assert call_validate(cls, **{spec.id: options[0]}) is True, (node, spec.id)
+            for bad in hostile_names(root):
+                assert bad not in spec.options["options"]
+                res = call_validate(cls, **{spec.id: bad})
+                assert isinstance(res, str) and res.startswith(f"{spec.id}: "), (node, spec.id, bad, res)
+                # refused by the list check itself, before any lookup (not only by a later layer)
+                assert "this ComfyUI lists" in res or "not a path" in res, (node, spec.id, bad, res)
+        elif spec.io_type == "FLOAT":
+            lo, hi = spec.options["min"], spec.options["max"]
+            for good in (lo, hi, spec.options["default"]):
+                assert call_validate(cls, **{spec.id: good}) is True, (node, spec.id, good)
+            for bad in (math.nan, math.inf, -math.inf, lo - 1e-3, hi + 1e-3):
+                res = call_validate(cls, **{spec.id: bad})
+                assert isinstance(res, str) and spec.id in res, (node, spec.id, bad, res)
+        elif spec.io_type == "STRING":
+            assert call_validate(cls, **{spec.id: "a" * MAX_TEXT_CHARS}) is True, (node, spec.id)
+            for bad in ("a" * (MAX_TEXT_CHARS + 1), "a photo\ud83d of a cat"):
+                res = call_validate(cls, **{spec.id: bad})
+                assert isinstance(res, str) and spec.id in res, (node, spec.id, bad[:20], res)
+            assert f"{MAX_TEXT_CHARS:,}" in spec.options["tooltip"], (node, spec.id)  # the bound is shown
+            assert call_validate(cls, **{spec.id: None}) is True  # a linked value: checked at execution
+        elif spec.io_type == "BOOLEAN":
+            assert node == "NexusGenPromptEmbeds" and spec.id == "one_per_line"
+        else:
+            pytest.fail(f"{node}.{spec.id}: a {spec.io_type} input taken over with no check written for it here")
+    assert {("NexusGenARLoader", "model"), ("NexusGenDecoderLoader", "decoder"), ("NexusGenProjectorLoader", "decoder"),
+            ("NexusGenTextEncoderLoader", "clip_l"), ("NexusGenTextEncoderLoader", "t5xxl")} <= seen
+
+
+def test_file_refusals_are_no_existence_oracle(host):
+    nodes, fp, root = host
+    for cls, spec in taken_over(nodes):
+        if spec.io_type != "COMBO":
+            continue
+        there, not_there = root / "outside" / "ar", root / "outside" / "ar-none"
+        a, b = (call_validate(cls, **{spec.id: str(p)}) for p in (there, not_there))
+        assert a.replace(str(there), "X") == b.replace(str(not_there), "X"), (spec.id, a, b)
+        a, b = (call_validate(cls, **{spec.id: f"../outside/{n}"}) for n in ("ar", "ar-none"))
+        assert a.replace("'../outside/ar'", "X") == b.replace("'../outside/ar-none'", "X"), (a, b)
+
+
+def test_one_per_line_batches_are_bounded(host):
+    nodes, _, _ = host
+    cls = nodes.embeds.NexusGenPromptEmbeds
+    lines = "\n".join(f"a cat number {i}" for i in range(MAX_BATCH_PROMPTS))
+    assert cls.validate_inputs(lines, True) is True
+    res = cls.validate_inputs(lines + "\none more", True)
+    assert isinstance(res, str) and f"at most {MAX_BATCH_PROMPTS}" in res
+    assert cls.validate_inputs(lines + "\none more", False) is True  # one prompt with line breaks
+    assert "empty" in cls.validate_inputs("  \n ", True)
+
+
+def test_linked_file_names_are_checked_when_they_arrive(host, monkeypatch):
+    """A name linked from another node reaches validation as None and passes; at execution the loaders refuse
+    it before loading anything, and resolving never joins an unlisted name onto a root."""
+    nodes, fp, root = host
+    loaders = nodes.loaders
+    assert loaders.NexusGenARLoader.validate_inputs(None) is True
+    loaded = []
+    monkeypatch.setattr(loaders, "load_dit", lambda *a, **k: loaded.append(a))
+    import importlib
+    ar_pkg = importlib.import_module(f"{host_stand_in.PACK}.nexus_core.ar")
+    monkeypatch.setattr(ar_pkg, "load_ar", lambda *a, **k: loaded.append(a))
+    errors = importlib.import_module(f"{host_stand_in.PACK}.nexus_core.errors")
+    for bad in (str(root / "outside" / "ar"), "../../outside/ar"):
+        with pytest.raises(errors.NexusError, match="^model: "):
+            loaders.NexusGenARLoader.execute(bad, "auto", "default", "default")
+        with pytest.raises(FileNotFoundError):
+            loaders.paths.resolve_model_folder(fp, bad)
+    for bad in (str(root / "outside" / "generation_decoder.bin"), "../../outside/generation_decoder.bin"):
+        with pytest.raises(errors.NexusError, match="^decoder: "):
+            loaders.NexusGenDecoderLoader.execute(bad, "default")
+        with pytest.raises(errors.NexusError, match="^decoder: "):
+            loaders.NexusGenProjectorLoader.execute(bad)
+        with pytest.raises(FileNotFoundError):
+            loaders.paths.resolve_decoder(fp, bad)
+    with pytest.raises(errors.NexusError, match="^clip_l: "):
+        loaders.NexusGenTextEncoderLoader.execute(str(root / "outside" / "clip_l.safetensors"), "none", "default")
+    assert loaded == []
+    # the link a user placed in the model folder keeps working
+    assert os.path.realpath(loaders.paths.resolve_model_folder(fp, "Nexus-GenV2")) == \
+        os.path.realpath(root / "models" / "nexus_gen" / "Nexus-GenV2")
+
+
+def test_linked_texts_and_numbers_are_checked_at_execution(host):
+    nodes, _, _ = host
+    import importlib
+    errors = importlib.import_module(f"{host_stand_in.PACK}.nexus_core.errors")
+    with pytest.raises(errors.NexusError, match="question is not valid UTF-8"):
+        nodes.understand.NexusGenUnderstand.execute(None, "why\udfff", 10, 0)
+    with pytest.raises(errors.NexusError, match="prompt is 16,001 characters"):
+        nodes.embeds.NexusGenPromptEmbeds.execute(None, "a" * 16_001, "en", False, "fast", 0, 100)
+    with pytest.raises(errors.NexusError, match="guidance must be a finite number"):
+        nodes.conditioning.NexusGenConditioning.execute(None, None, math.nan, True)
+    with pytest.raises(errors.NexusError, match="weight must be"):
+        nodes.embeds.NexusGenEmbedsBlend.execute(None, None, 7.0, "slerp")
+    with pytest.raises(errors.NexusError, match="shift must be"):
+        nodes.conditioning.NexusGenScheduler.execute(10, 1.0, math.inf)
+
+
+# --- the AR's context, before the first forward --------------------------------------------------------------------
+
+def test_context_is_checked_before_the_first_forward(tiny_ar, monkeypatch):
+    from nexus_core.ar import decoding
+    from nexus_core.ar.understand import understand
+
+    forwards = []
+    real = decoding._Runner.forward
+    monkeypatch.setattr(decoding._Runner, "forward", lambda self, *a: forwards.append(1) or real(self, *a))
+    question = "what is in the picture " * 5
+    messages = [{"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": [{"type": "text", "text": question}]}]
+    n_prompt = len(tiny_ar.formatter.encode(messages, [])[0])
+    cfg = tiny_ar.text_config
+    monkeypatch.setattr(cfg, "max_position_embeddings", n_prompt + 3)
+    understand(tiny_ar, question, max_new_tokens=3)  # exactly at the context: runs
+    assert forwards
+    forwards.clear()
+    with pytest.raises(NexusError, match=f"{n_prompt} tokens and max_new_tokens=4.*context of {n_prompt + 3}"):
+        understand(tiny_ar, question, max_new_tokens=4)
+    assert forwards == []
+
+
+def test_fast_mode_checks_the_context_too(tiny_ar, monkeypatch):
+    from nexus_core.ar import generation_request, predict
+
+    req = generation_request("a red bicycle", "en")
+    cfg = tiny_ar.text_config
+    monkeypatch.setattr(cfg, "max_position_embeddings", 100_000)
+    ran = predict(tiny_ar, [req], "fast")
+    calls = []
+    monkeypatch.setattr(type(tiny_ar), "language_model", property(lambda self: calls.append(1)))
+    monkeypatch.setattr(cfg, "max_position_embeddings", 10)
+    with pytest.raises(NexusError, match="context of 10 tokens"):
+        predict(tiny_ar, [req], "fast")
+    assert calls == [] and ran.embeddings.shape[1] == tiny_ar.n_image_tokens
+
+
+# --- nothing shared between prompts that should not be -------------------------------------------------------------
+
+def test_sampled_embeddings_follow_each_requests_seed(tiny_ar):
+    """Seeds 1, 2, 1 in turn: the third equals the first and the second differs (a result kept from an earlier
+    request, or a generator shared across requests, fails one side)."""
+    from nexus_core.ar import generation_request, predict
+    from nexus_core.ar.sampling import SamplingConfig
+
+    req = [generation_request("a lighthouse at dusk", "en")]
+    hot = SamplingConfig(do_sample=True, temperature=5.0, top_k=0)
+    runs = [predict(tiny_ar, req, "reference", seed=s, max_new_tokens=90, sampling=hot) for s in (1, 2, 1)]
+    assert torch.equal(runs[0].embeddings, runs[2].embeddings) and runs[0].texts == runs[2].texts
+    assert runs[0].texts != runs[1].texts or not torch.equal(runs[0].embeddings, runs[1].embeddings)
+
+
+# --- a one-file AR's unpacked small files: the temp folder is shared with every user of the machine ----------------
+
+def test_unpacked_small_files_are_checked_before_each_use(tmp_path, monkeypatch):
+    import tempfile
+
+    from nexus_core.ar import checkpoint
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    ar_file = tmp_path / "nexus_fp8.safetensors"
+    ar_file.write_bytes(b"weights")
+    meta = {"file/config.json": '{"model_type": "qwen2_5_vl"}', "file/tokenizer.json": '{"v": 1}',
+            "format": "nexus-gen-ar", "file/not_a_small_file.py": "print('no')"}
+    want = {"config.json": meta["file/config.json"], "tokenizer.json": meta["file/tokenizer.json"]}
+
+    def contents(folder):
+        return {p.name: p.read_text() for p in folder.iterdir() if p.name != ".complete"}
+
+    first = checkpoint._unpacked(ar_file, meta)
+    assert contents(first) == want and first.parent == temp
+    assert checkpoint._unpacked(ar_file, meta) == first  # reused while intact
+    (first / "config.json").write_text('{"model_type": "llama"}')  # damaged by someone else's tool
+    again = checkpoint._unpacked(ar_file, meta)
+    assert again == first and contents(again) == want
+    (first / "extra.json").write_text("{}")
+    assert contents(checkpoint._unpacked(ar_file, meta)) == want
+    # a link planted under the expected name, to a folder with the right files: not followed, not trusted
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    for name, text in want.items():
+        (planted / name).write_text(text)
+    (planted / ".complete").write_text("")
+    import shutil
+    shutil.rmtree(first)
+    first.symlink_to(planted, target_is_directory=True)
+    used = checkpoint._unpacked(ar_file, meta)
+    assert not used.is_symlink() and contents(used) == want and sorted(p.name for p in planted.iterdir()) == \
+        [".complete", "config.json", "tokenizer.json"]
