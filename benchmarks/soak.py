@@ -92,8 +92,13 @@ def soak(client, pid: int, runs: dict[str, dict], n_prompts: int, seed: int, ste
         entry = client.run(with_seeds(small[name], rng))
         seconds = time.perf_counter() - t
         status = entry["status"]["status_str"]
-        rows.append({"i": i, "cycle": i // len(names), "workflow": name, "status": status, "seconds": seconds,
-                     **proc_facts(pid)})
+        stamps = {m[0]: m[1].get("timestamp") for m in entry["status"].get("messages", [])}
+        ran = (stamps.get("execution_success") or stamps.get("execution_error") or 0) - \
+            (stamps.get("execution_start") or 0)
+        # the server's own time for the prompt (its event timestamps, ms); the round trip includes the client's
+        # polling of /history
+        rows.append({"i": i, "cycle": i // len(names), "workflow": name, "status": status,
+                     "seconds": ran / 1000 if ran > 0 else seconds, "round_trip": seconds, **proc_facts(pid)})
         if status != "success":
             msgs = {m[0]: m[1] for m in entry["status"].get("messages", [])}
             rows[-1]["error"] = json.dumps(msgs.get("execution_error", {}))[:600]

@@ -79,8 +79,10 @@ def _send_toast(node_id: str, class_type: str, text: str) -> None:
     from server import PromptServer
 
     server = PromptServer.instance
-    server.send_sync("nexus-gen.notice", {"node": node_id, "class_type": class_type, "text": text},
-                     getattr(server, "client_id", None))
+    client = getattr(server, "client_id", None)
+    if client is None:  # the host would send it to every connected client: a prompt without one hears nothing
+        return
+    server.send_sync("nexus-gen.notice", {"node": node_id, "class_type": class_type, "text": text}, client)
 
 
 def _executing_node():

@@ -43,11 +43,16 @@ def _raise_if_interrupted() -> bool:
 
 
 def send_text(text: str, node_id) -> None:
-    """Show text on the node while it runs (ComfyUI's progress_text event); a no-op outside the server."""
+    """Show text on the node while it runs (ComfyUI's progress_text event), to the client whose prompt it is; a
+    no-op outside the server. Without a client id the host sends the event to EVERY connected client (its
+    send_bytes broadcasts when sid is None), and the text is the model's reply to someone's prompt: then nobody
+    gets it."""
     try:
         from server import PromptServer
-        if PromptServer.instance is not None and node_id is not None:
-            PromptServer.instance.send_progress_text(text, node_id)
+        server = PromptServer.instance
+        client = getattr(server, "client_id", None)
+        if server is not None and node_id is not None and client is not None:
+            server.send_progress_text(text, node_id, client)
     except (ImportError, AttributeError):
         pass
 

@@ -137,6 +137,13 @@ def import_pack(root: Path):
                  "comfy.model_detection", "comfy.model_sampling", "comfy.patcher_extension", "comfy.sd",
                  "comfy.supported_models", "comfy.storage", "server"):
         stand_ins[name] = mock.MagicMock(name=name)
+    for name in list(stand_ins):  # `import comfy.x as y` reads the attribute of the parent module
+        if name.startswith("comfy."):
+            setattr(stand_ins["comfy"], name.split(".", 1)[1], stand_ins[name])
+    import torch
+    mm = stand_ins["comfy.model_management"]
+    mm.intermediate_device = mm.get_torch_device = lambda: torch.device("cpu")
+    mm.throw_exception_if_processing_interrupted = lambda: None
     # base classes the node layer subclasses at import
     stand_ins["comfy.ops"].manual_cast.Linear = type("Linear", (), {})
     stand_ins["comfy.ops"].CastWeightBiasOp = type("CastWeightBiasOp", (), {})
@@ -148,7 +155,7 @@ def import_pack(root: Path):
     pack.__path__ = [str(REPO)]
     sys.modules[PACK] = pack
     nodes = importlib.import_module(f"{PACK}.nodes")
-    for mod in ("loaders", "embeds", "conditioning", "understand"):
+    for mod in ("loaders", "embeds", "conditioning", "understand", "progress", "lora_notice"):
         importlib.import_module(f"{PACK}.nodes.{mod}")
     return nodes, fp
 

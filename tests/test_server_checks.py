@@ -337,3 +337,60 @@ def test_unpacked_small_files_are_checked_before_each_use(tmp_path, monkeypatch)
     used = checkpoint._unpacked(ar_file, meta)
     assert not used.is_symlink() and contents(used) == want and sorted(p.name for p in planted.iterdir()) == \
         [".complete", "config.json", "tokenizer.json"]
+
+
+# --- events go to the client whose prompt it is -------------------------------------------------------------------
+
+class RecordingServer:
+    """The host's PromptServer as far as the pack's events use it: with no sid, the host sends to every client."""
+
+    def __init__(self, client_id):
+        self.client_id, self.sent = client_id, []
+
+    def send_progress_text(self, text, node_id, sid=None):
+        self.sent.append(("text", text, node_id, sid))
+
+    def send_sync(self, event, data, sid=None):
+        self.sent.append((event, data, sid))
+
+
+@pytest.mark.parametrize("client_id", ["client-a", None])
+def test_streamed_text_and_notices_reach_only_the_prompts_client(host, client_id):
+    import sys
+
+    nodes, _, _ = host
+    server = RecordingServer(client_id)
+    sys.modules["server"].PromptServer.instance = server
+    nodes.progress.send_text("the model's reply to someone's prompt", "7")
+    nodes.lora_notice._send_toast("5", "LoraLoaderModelOnly", "2 of 2 keys match nothing")
+    if client_id is None:  # the host would broadcast: nobody gets it
+        assert server.sent == []
+    else:
+        assert [s[-1] for s in server.sent] == [client_id, client_id] and server.sent[0][1].startswith("the model")
+
+
+class Handle:
+    """What the AR loader hands the nodes (nodes/ar_handle.ARHandle), around an AR already in memory."""
+
+    def __init__(self, ar):
+        self.ar = ar
+
+    def running(self):
+        import contextlib
+        return contextlib.nullcontext(self.ar)
+
+
+def test_nodes_follow_each_prompts_seed(host, tiny_ar, monkeypatch):
+    """Through the nodes, with a sampling generation config: seeds 1, 2, 1 in turn give A, B, A with B != A (a
+    result kept across prompts without the seed in its key, or a shared generator, fails one side)."""
+    from nexus_core.ar.sampling import SamplingConfig
+
+    nodes, _, _ = host
+    monkeypatch.setattr(tiny_ar, "sampling", SamplingConfig(do_sample=True, temperature=5.0, top_k=0))
+    handle = Handle(tiny_ar)
+    embeds = [nodes.embeds.NexusGenPromptEmbeds.execute(handle, "a lighthouse at dusk", "en", False, "reference", s,
+                                                        90) for s in (1, 2, 1)]
+    assert embeds[0][1] == embeds[2][1] and torch.equal(embeds[0][0].target, embeds[2][0].target)
+    assert embeds[0][1] != embeds[1][1]
+    answers = [nodes.understand.NexusGenUnderstand.execute(handle, "what is this?", 12, s)[0] for s in (1, 2, 1)]
+    assert answers[0] == answers[2] != answers[1]

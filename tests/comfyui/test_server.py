@@ -42,13 +42,21 @@ def copy(prompt: dict) -> dict:
 
 
 def refused_at_validation(client, prompt, node: str, pattern: str) -> str:
-    """POST /prompt answers 400 and names `node` with a message matching `pattern`; returns that message."""
+    """POST /prompt refuses `node` with a message matching `pattern` (in node_errors: a 400, or a 200 when another
+    output of the graph does not depend on the node and still runs, as the host does); returns that message."""
     code, body = client.queue(prompt)
-    assert code == 400, (code, json.dumps(body)[:1500])
+    assert code in (200, 400) and body.get("node_errors"), (code, json.dumps(body)[:1500])
+    if code == 200:
+        client.wait(body["prompt_id"])
     errs = body.get("node_errors", {}).get(node, {}).get("errors", [])
-    details = [e.get("details", "") for e in errs]
+    details = [re.sub(r"^\w+ - ", "", e.get("details", "")) for e in errs]  # the host puts "<input> - " first
     assert any(re.search(pattern, d) for d in details), json.dumps(body)[:2000]
     return next(d for d in details if re.search(pattern, d))
+
+
+def without_value(message: str) -> str:
+    """A refusal with the (possibly shortened) quoted value taken out."""
+    return re.sub(r"^(\w+): '.*?' (?=(is|holds|has) )", r"\1: 'X' ", message)
 
 
 def log_since(log: Path, start: int) -> str:
@@ -109,7 +117,7 @@ def test_file_inputs_never_leave_the_model_folders(comfy_server, object_info, ou
     bad = copy(good)
     bad[node]["inputs"][inp] = made_up
     other = refused_at_validation(client, bad, node, rf"^{inp}: ")
-    assert answers[real].replace(real, "X") == other.replace(made_up, "X")
+    assert without_value(answers[real]) == without_value(other), (answers[real], other)
     assert "Traceback" not in log_since(log, start)
     assert client.run(good)["status"]["status_str"] == "success"  # the next prompt runs
 
