@@ -80,7 +80,7 @@ def with_seeds(prompt: dict, rng: random.Random) -> dict:
 
 
 def soak(client, pid: int, runs: dict[str, dict], n_prompts: int, seed: int, steps: int, size: int,
-         tokens: int) -> list[dict]:
+         tokens: int, keep_history: bool = False) -> list[dict]:
     rng = random.Random(seed)
     small = {k: shrink(json.loads(json.dumps(p)), steps=steps, width=size, height=size, tokens=tokens)
              for k, p in runs.items()}
@@ -89,8 +89,13 @@ def soak(client, pid: int, runs: dict[str, dict], n_prompts: int, seed: int, ste
     for i in range(n_prompts):
         name = names[i % len(names)]
         t = time.perf_counter()
-        entry = client.run(with_seeds(small[name], rng))
+        code, body = client.queue(with_seeds(small[name], rng))
+        if code != 200:
+            raise RuntimeError(f"/prompt refused {name}: {json.dumps(body)[:1500]}")
+        entry = client.wait(body["prompt_id"])
         seconds = time.perf_counter() - t
+        if not keep_history:  # the host keeps up to 10,000 entries (prompt + outputs) in memory: not the pack's
+            client.post("/history", {"delete": [body["prompt_id"]]})
         status = entry["status"]["status_str"]
         stamps = {m[0]: m[1].get("timestamp") for m in entry["status"].get("messages", [])}
         ran = (stamps.get("execution_success") or stamps.get("execution_error") or 0) - \
@@ -126,7 +131,18 @@ def summary(rows: list[dict], per_cycle: int) -> dict:
         "cycle_seconds_early": statistics.median(early) if early else None,
         "cycle_seconds_late": statistics.median(late) if late else None,
         "median_seconds_per_prompt": statistics.median(r["seconds"] for r in rows),
+        "rss_trend_mb_per_100": _trend([statistics.median(r["rss_mb"] for r in c) for c in by_cycle[1:]],
+                                       100 / per_cycle),
     }
+
+
+def _trend(values: list[float], scale: float) -> float | None:
+    """Least-squares slope of `values` against their index, times `scale` (per 100 prompts)."""
+    n = len(values)
+    if n < 2:
+        return None
+    mx, my = (n - 1) / 2, sum(values) / n
+    return scale * sum((i - mx) * (v - my) for i, v in enumerate(values)) / sum((i - mx) ** 2 for i in range(n))
 
 
 def main(argv=None) -> int:
@@ -138,6 +154,9 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
     p.add_argument("--tokens", type=int, default=90, help="AR reply budget (default 90; the image span is 83)")
     p.add_argument("--seed", type=int, default=0, help="seeds the per-prompt seeds (default 0)")
+    p.add_argument("--keep-history", action="store_true",
+                   help="leave each prompt in the server's history (by default each is deleted once read: the host "
+                        "keeps up to 10,000 in memory, a growth that is the host's, not the pack's)")
     p.add_argument("--json", help="also write the rows and the summary to this file")
     a = p.parse_args(argv)
     comfy = os.environ.get("COMFYUI_PATH")
@@ -155,7 +174,7 @@ def main(argv=None) -> int:
         try:
             runs, left = base_workflows(client.get("/object_info"))
             t0 = time.perf_counter()
-            rows = soak(client, proc.pid, runs, a.prompts, a.seed, a.steps, a.size, a.tokens)
+            rows = soak(client, proc.pid, runs, a.prompts, a.seed, a.steps, a.size, a.tokens, a.keep_history)
             wall = time.perf_counter() - t0
         finally:
             proc.terminate()
@@ -174,6 +193,7 @@ def main(argv=None) -> int:
     print("|---|---|---|---|")
     print(f"| RSS MB | {s['rss_after_first_cycle_mb']:.0f} | {s['rss_last_mb']:.0f} "
           f"({s['rss_growth_pct']:+.2f} %; max {s['rss_max_after_first_cycle_mb']:.0f}) | < +2 % |")
+    print(f"| RSS trend, MB per 100 prompts (cycle medians after cycle 1) | | {s['rss_trend_mb_per_100']:+.2f} | ~0 |")
     print(f"| anonymous MB | {s['anon_after_first_cycle_mb']:.0f} | {s['anon_last_mb']:.0f} | flat |")
     print(f"| file descriptors (min-max after cycle 1) | {s['fds_range'][0]} | {s['fds_range'][1]} | flat |")
     print(f"| threads (min-max after cycle 1) | {s['threads_range'][0]} | {s['threads_range'][1]} | flat |")

@@ -135,3 +135,24 @@ def test_writes_keep_links_and_special_files(tmp_path):
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
     assert got and got[0].endswith(torch.arange(3.0).numpy().tobytes())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "link.safetensors", "real.safetensors"]
+
+
+def test_a_folder_conversion_never_writes_over_a_file_it_reads(tmp_path, tiny_root, capsys):
+    """`convert AR_FOLDER --out <one of its own shards> --overwrite` used to replace the shard with the fp8 file:
+    every file the command reads is a source, through links and hard links, with or without --overwrite."""
+    import shutil
+
+    ar = tmp_path / "ar"
+    shutil.copytree(tiny_root / "Nexus-GenV2", ar, ignore=shutil.ignore_patterns("*decoder*"))
+    shard = sorted(ar.glob("model-*.safetensors"))[-1]
+    digests = {p.name: _digest(p) for p in ar.iterdir()}
+    os.symlink(shard, tmp_path / "shard_link.safetensors")
+    os.link(shard, tmp_path / "shard_hard.safetensors")
+    for out in (shard, tmp_path / "shard_link.safetensors", tmp_path / "shard_hard.safetensors",
+                ar / ".." / "ar" / shard.name):
+        for extra in ([], ["--overwrite"]):
+            assert main(["convert", str(ar), "--out", str(out), *extra]) == 2, (out, extra)
+            assert f"{shard}, a file the conversion reads," in capsys.readouterr().err
+    assert {p.name: _digest(p) for p in ar.iterdir()} == digests
+    # a new file beside the shards is not a source: refused only if it exists and --overwrite is not given
+    assert main(["convert", str(ar), "--out", str(tmp_path / "one.safetensors")]) == 0

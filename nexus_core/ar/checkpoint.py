@@ -73,6 +73,11 @@ def inspect_ar_folder(folder) -> ArCheckpoint:
         weight_map = read_json(index, "a safetensors shard index with a 'weight_map'").get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
             raise NexusError(f"{index} has no 'weight_map'")
+        odd = next((v for v in weight_map.values() if not isinstance(v, str) or os.path.basename(v) != v
+                    or "\\" in v or v in ("", ".", "..")), None)
+        if odd is not None:
+            raise NexusError(f"{index} names a shard {odd!r}: shards are files beside the index (the index is "
+                             "damaged)")
         shards = [folder / s for s in sorted(set(weight_map.values()))]
     elif (folder / "model.safetensors").is_file():
         shards = [folder / "model.safetensors"]
@@ -81,13 +86,24 @@ def inspect_ar_folder(folder) -> ArCheckpoint:
             f"No weights in {folder}: expected model.safetensors or model.safetensors.index.json with its shards"
         )
     found: dict[str, Path] = {}
+    holder: dict[str, Path] = {}
     for shard in shards:
         if not shard.is_file():
             raise NexusError(f"Missing weight shard {shard.name} in {folder} (listed in model.safetensors.index.json)")
-        names = tensor_names(shard)  # refuses truncated shards
+        names = tensor_names(shard)  # refuses truncated shards and damaged headers
+        for name, info in names.items():
+            if info["dtype"] not in FLOAT_DTYPES:
+                raise NexusError(f"{shard}: '{name}' is stored as {info['dtype']}; an AR folder's weights are "
+                                 "floating point (F32, F16, BF16): the shard is damaged or from another tool")
+            if name in holder:  # a loader would take whichever shard it read last
+                raise NexusError(f"Tensor '{name}' is in two shards of {folder}: {holder[name].name} and {shard.name}; "
+                                 "the folder mixes files of two downloads or conversions: download it again")
+            holder[name] = shard
         for key in (VISION_HEAD, PREFILL_TABLE):
             if key in names:
                 found[key] = shard
+    if index.is_file():
+        _check_index(index, weight_map, holder)
     if VISION_HEAD not in found:
         raise NexusError(
             f"The checkpoint in {folder} has no '{VISION_HEAD}': it is a plain Qwen2.5-VL model, "
@@ -97,6 +113,23 @@ def inspect_ar_folder(folder) -> ArCheckpoint:
     gen = read_json(gen_path, "a generation config") if gen_path.is_file() else {}
     check_tokenizer(folder, config)
     return ArCheckpoint(folder, config, shards, found, gen)
+
+
+def _check_index(index: Path, weight_map: dict, holder: dict[str, Path]) -> None:
+    """The index and the shards must agree tensor by tensor: each tensor is where weight_map says, and nothing in
+    the shards is missing from it (loaders go by either, so a disagreement loads the wrong weights)."""
+    for name, shard_name in weight_map.items():
+        got = holder.get(name)
+        if got is None:
+            raise NexusError(f"{index.name} lists tensor '{name}' in {shard_name}, but no shard holds it: the shard "
+                             "is from another download; download the folder again")
+        if got.name != shard_name:
+            raise NexusError(f"{index.name} lists tensor '{name}' in {shard_name}, but it is in {got.name}: the index "
+                             "and the shards come from different downloads")
+    extra = sorted(set(holder) - set(weight_map))
+    if extra:
+        raise NexusError(f"{holder[extra[0]].name} holds tensor '{extra[0]}' (and {len(extra) - 1} more) that "
+                         f"{index.name} does not list: the index and the shards come from different downloads")
 
 
 # config.json field -> the token it must name (what the image span and the chat structure are built from)
@@ -244,8 +277,55 @@ def inspect_ar_file(path) -> ArCheckpoint:
     check_tokenizer(folder, config)
     found = {k: path for k in (VISION_HEAD, PREFILL_TABLE) if k in names}
     stored = meta.get("weight_dtype")
+    if stored is None:
+        raise NexusError(f"{path}: its header is incomplete (no weight_dtype in its metadata); make it again with "
+                         "`nexus-gen convert`")
+    check_file_tensors(path, header, config, stored)
     return ArCheckpoint(folder, config, [path], found, gen, source=path,
                         stored_as=stored if stored in ("fp8_e4m3fn", "fp8_e5m2") else None)
+
+
+FLOAT_DTYPES = {"F32", "F16", "BF16"}
+FP8_DTYPES = {"fp8_e4m3fn": "F8_E4M3", "fp8_e5m2": "F8_E5M2"}
+
+
+def check_file_tensors(path: Path, header: dict, config: dict, stored: str) -> None:
+    """What the header alone can refuse in a one-file AR, before any model is built: each fp8 Linear's weight in
+    the stored fp8 dtype with a 1-D float32 weight_scale (and bias) of its row count; every other tensor floating
+    point (an integer Linear weight cannot be computed with); the vocabulary and width of the embedding table and
+    the output head equal to config.json's."""
+    fp8 = FP8_DTYPES.get(stored)
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    text = config.get("text_config") or {}
+    vocab = config.get("vocab_size") or text.get("vocab_size")
+    hidden = config.get("hidden_size") or text.get("hidden_size")
+    for name, info in tensors.items():
+        dtype, shape = info["dtype"], info["shape"]
+        if name.endswith(".weight_scale"):
+            weight = tensors.get(name[: -len("_scale")])
+            if fp8 is None or weight is None:
+                raise NexusError(f"{path}: '{name}' scales no fp8 weight (the file is damaged)")
+            if dtype != "F32" or shape != weight["shape"][:1]:
+                raise NexusError(f"{path}: '{name}' is {dtype} {shape}; a float32 scale per row of its weight "
+                                 f"{weight['shape']} was expected (the file is damaged)")
+            continue
+        scaled = f"{name}_scale" in tensors
+        if scaled:
+            if dtype != fp8 or len(shape) != 2:
+                raise NexusError(f"{path}: '{name}' is {dtype} {shape}; a 2-D {fp8} weight was expected (the file "
+                                 f"says its Linears are stored as {stored})")
+        elif dtype not in FLOAT_DTYPES:
+            raise NexusError(f"{path}: '{name}' is stored as {dtype}; Nexus-Gen computes with floating-point "
+                             "weights (F32, F16, BF16; fp8 only with a weight_scale)")
+        if name.endswith(".bias") and f"{name[: -len('bias')]}weight_scale" in tensors:
+            rows = tensors[f"{name[: -len('bias')]}weight"]["shape"][:1]
+            if shape != rows:
+                raise NexusError(f"{path}: '{name}' has shape {shape}, its weight has {rows[0]} rows")
+    for name in ("model.embed_tokens.weight", "model.language_model.embed_tokens.weight", "lm_head.weight"):
+        info = tensors.get(name)
+        if info is not None and vocab and hidden and info["shape"] != [vocab, hidden]:
+            raise NexusError(f"{path}: '{name}' has shape {info['shape']}, but its config.json says a vocabulary of "
+                             f"{vocab} and a width of {hidden}: the config and the weights come from different models")
 
 
 def single_file_metadata(folder: Path, weight_dtype: str, compute_dtype: str) -> dict[str, str]:

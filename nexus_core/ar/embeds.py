@@ -72,10 +72,20 @@ def predict(ar, requests: list[Request], mode: str = "reference", prefix: str | 
             out = decode(ar, ids, req.pixels, req.grids, DecodeOptions(want_image=True, **decode_kw))
             outs.append(out)
             texts.append(all2all_text(ar.tokenizer, out.generated_ids))
-        return Embeddings(torch.cat([o.image_embeddings for o in outs]), texts, outs, sum(o.forwards for o in outs))
+        return _finite(Embeddings(torch.cat([o.image_embeddings for o in outs]), texts, outs,
+                                  sum(o.forwards for o in outs)))
     if mode == "fast":
-        return _predict_fast(ar, requests, prefix)
+        return _finite(_predict_fast(ar, requests, prefix))
     raise NexusError(f"Unknown mode {mode!r}: use 'reference' or 'fast'")
+
+
+def _finite(res: Embeddings) -> Embeddings:
+    """NaN or inf embeddings make a black or noise image with no word said: refuse them, naming the likely cause."""
+    if not torch.isfinite(res.embeddings).all():
+        raise NexusError("The AR predicted NaN or inf image embeddings: its weights hold NaN or inf (a diverged "
+                         "fine-tune, or a damaged file; the load log names the tensors), or its compute dtype "
+                         "overflows (try float32 or bfloat16 instead of float16)")
+    return res
 
 
 @torch.inference_mode()

@@ -6,6 +6,7 @@ reads file headers only. Messages name the flag.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import NexusError
@@ -110,9 +111,11 @@ def _check_outputs(a) -> None:
                                  f"{Path(a.out).name}")
         else:
             check_suffix(a.out, a.layout)
-        if same_file(a.decoder, a.out):
-            raise NexusError(f"--out {a.out} is the source file {a.decoder} (or a link to it): converting would "
-                             "destroy the source; choose another output name")
+        for read in files_read(a.decoder):  # with or without --overwrite, through links and hard links
+            if same_file(read, a.out):
+                what = "the source file" if Path(read) == Path(a.decoder) else f"{read}, a file the conversion reads,"
+                raise NexusError(f"--out {a.out} is {what} (or a link to it): converting would destroy it; "
+                                 "choose another output name")
         check_output(a.out, "--out", overwrite=a.overwrite, overwrite_hint="pass --overwrite to replace it")
     elif a.command == "make-tiny":
         check_folder_target(a.dir, "make-tiny folder")
@@ -120,6 +123,15 @@ def _check_outputs(a) -> None:
         _check_full_size(a)
     elif a.command == "demo":
         check_folder_target(a.out, "--out")
+
+
+def files_read(source) -> list[Path]:
+    """Every file a conversion of `source` reads: all files of a folder (shards, index, config, tokenizer), or the
+    file and the AR config.json beside it (an editing decoder's merger reads it)."""
+    source = Path(source)
+    if source.is_dir():
+        return [source] + [Path(cur) / f for cur, _, files in os.walk(source) for f in files]
+    return [source, source.parent / "config.json"]
 
 
 def _check_full_size(a) -> None:

@@ -56,6 +56,8 @@ def _count(state, pattern) -> int:
 def _load_bin(path: Path) -> dict:
     if not zipfile.is_zipfile(path):
         raise NexusError(f"{path} is not a torch checkpoint (zip) file, or it is truncated")
+    from ..files.torch_zip_check import check_torch_zip
+    check_torch_zip(path)  # mmap loading trusts each record's size: a cut record would read its neighbour's bytes
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as e:

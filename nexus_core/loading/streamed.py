@@ -10,6 +10,7 @@ weights bit for bit). Each shard's cached pages are handed back to the kernel on
 from __future__ import annotations
 
 import ctypes
+import logging
 from typing import Callable
 
 import torch
@@ -17,6 +18,8 @@ import torch
 from ..errors import NexusError
 from ..files.safetensors_read import drop_cached_pages, iter_stored
 from ..memory.fp8 import ScaledFp8Linear
+
+log = logging.getLogger(__name__)
 
 
 def empty_fp8_linears(model: torch.nn.Module) -> int:
@@ -40,12 +43,22 @@ def take_prequantized(module: ScaledFp8Linear, name: str, leaf: str, stored, sto
         module.weight = torch.nn.Parameter(stored.read(), requires_grad=False)
     elif leaf == "weight_scale":
         check_shape(name, stored.shape, (module.out_features,))
-        module.weight_scale = stored.read().float()
+        scale = stored.read().float()
+        mantissa, _ = torch.frexp(scale)
+        if not (torch.isfinite(scale).all() and (scale > 0).all() and (mantissa == 0.5).all()):
+            raise NexusError(f"{name} holds a scale that is not a positive, finite power of two (e.g. "
+                             f"{_first_bad(scale, mantissa)}): the file is damaged or was not made by nexus-gen")
+        module.weight_scale = scale
     elif leaf == "bias" and module.bias is not None:
         check_shape(name, stored.shape, (module.out_features,))
         module.bias = torch.nn.Parameter(stored.read().to(dtype), requires_grad=False)
     else:
         raise NexusError(f"unexpected tensor {name} in an fp8 layer")
+
+
+def _first_bad(scale: torch.Tensor, mantissa: torch.Tensor) -> float:
+    bad = ~(torch.isfinite(scale) & (scale > 0) & (mantissa == 0.5))
+    return float(scale[bad.nonzero()[0, 0]])
 
 
 def trim_heap() -> None:
@@ -86,7 +99,12 @@ def fill_from_shards(model: torch.nn.Module, shards, dtype: torch.dtype, storage
             return
         if isinstance(module, ScaledFp8Linear) and leaf == "weight":  # quantized block by block from the file
             check_shape(name, stored.shape, (module.out_features, module.in_features))
+            if not stored.dtype.is_floating_point:
+                raise NexusError(f"{name} is stored as {stored.dtype}: a Linear weight must be floating point")
             module.take_weight(stored, storage, dtype)
+            if module.nonfinite_rows:
+                log.warning("%s holds NaN or inf values in %d of its %d rows (a diverged fine-tune, or a damaged "
+                            "file): what it computes will be NaN", name, module.nonfinite_rows, module.out_features)
             if owner in pending_bias:
                 module.take_bias(pending_bias.pop(owner))
             return

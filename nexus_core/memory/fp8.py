@@ -33,8 +33,10 @@ def fp8_dtype(name) -> torch.dtype | None:
 ROWS_AT_ONCE = 2048  # quantizing works on row blocks: a 152064-row lm_head never needs a float32 copy of itself
 
 
-def _scales_of(rows: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _scales_of(rows: torch.Tensor, dtype: torch.dtype, nonfinite: list | None = None) -> torch.Tensor:
     amax = torch.maximum(rows.amax(dim=1).abs(), rows.amin(dim=1).abs()).float()  # max |x|, no |x| copy (3x faster)
+    if nonfinite is not None:  # a NaN/inf row gets scale 1 below and keeps its NaN/inf: count it for the caller
+        nonfinite.append(int((~torch.isfinite(amax)).sum()))
     exp = torch.ceil(torch.log2(amax / torch.finfo(dtype).max))
     return torch.where(amax > 0, torch.exp2(exp), torch.ones_like(amax))
 
@@ -48,13 +50,14 @@ def row_scales(weight: torch.Tensor, dtype: torch.dtype, compute: torch.dtype | 
 
 
 def quantize_rows(read_rows, shape: tuple[int, int], dtype: torch.dtype, compute: torch.dtype,
-                  fresh: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                  fresh: bool = False, nonfinite: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(fp8 weight, float32 row scales) of an (out, in) weight given by `read_rows(i, j)` -> rows i..j-1, a block
     at a time: each row's scale depends on that row alone, so this equals quantizing the whole tensor at once
     while holding one block. The values pass through `compute` first (the dtype a model loaded for that
     compute would hold them in). fresh=True: `read_rows(i, j, out)` reads into one of two buffers of ours, scaled
     there in place; the next block is read in a second thread meanwhile (reading and converting overlap, and no
-    block allocates memory of its own)."""
+    block allocates memory of its own). `nonfinite`: a list that gets the number of rows holding NaN or inf, per
+    block."""
     from concurrent.futures import ThreadPoolExecutor
 
     q = torch.empty(shape, dtype=dtype)
@@ -78,7 +81,7 @@ def quantize_rows(read_rows, shape: tuple[int, int], dtype: torch.dtype, compute
                 rows = raw.to(compute)
             else:
                 rows = read_rows(i, j).to(compute, copy=True)
-            s = _scales_of(rows, dtype)
+            s = _scales_of(rows, dtype, nonfinite)
             inv = 1.0 / s
             if wide and bool(torch.isfinite(inv).all()):
                 q[i:j].copy_(rows.mul_(inv.to(compute)[:, None]))
@@ -123,9 +126,11 @@ class ScaledFp8Linear(torch.nn.Linear):
         values pass through first (as when a model loaded in that dtype is converted); w's own by default."""
         stored = hasattr(w, "read_rows")
         read = w.read_rows if stored else (lambda i, j: w.detach()[i:j])
-        q, scale = quantize_rows(read, tuple(w.shape), dtype, compute or w.dtype, fresh=stored)
+        counts: list = []
+        q, scale = quantize_rows(read, tuple(w.shape), dtype, compute or w.dtype, fresh=stored, nonfinite=counts)
         self.weight = torch.nn.Parameter(q, requires_grad=False)
         self.weight_scale = scale
+        self.nonfinite_rows = sum(counts)  # rows holding NaN or inf (a diverged fine-tune): the caller says so
 
     def take_bias(self, b: torch.Tensor) -> None:
         """Store the bias pre-divided by the row scales (exact: they are powers of two); needs take_weight first."""
