@@ -43,6 +43,12 @@ def _module(path: Path, name: str):
     return mod
 
 
+CORE = {"1": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
+        "2": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "3": {"class_type": "VAEDecode", "inputs": {"samples": ["2", 0], "vae": ["1", 0]}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "soak/core"}}}
+
+
 def base_workflows(object_info: dict) -> tuple[dict[str, dict], list[str]]:
     """{stem: API prompt} of the base workflows this server can run, and the stems left out with the reason."""
     runs, left = {}, []
@@ -157,6 +163,9 @@ def main(argv=None) -> int:
     p.add_argument("--keep-history", action="store_true",
                    help="leave each prompt in the server's history (by default each is deleted once read: the host "
                         "keeps up to 10,000 in memory, a growth that is the host's, not the pack's)")
+    p.add_argument("--workflows", help="comma-separated stems to cycle through instead of every base workflow; "
+                                       "'core' is a control graph of ComfyUI's own nodes only (Load VAE -> Empty SD3 "
+                                       "Latent -> VAE Decode -> Save Image)")
     p.add_argument("--json", help="also write the rows and the summary to this file")
     a = p.parse_args(argv)
     comfy = os.environ.get("COMFYUI_PATH")
@@ -173,6 +182,11 @@ def main(argv=None) -> int:
                              extra_args=CACHE_ARGS[a.cache])
         try:
             runs, left = base_workflows(client.get("/object_info"))
+            if a.workflows:
+                wanted = a.workflows.split(",")
+                core = {"core": json.loads(json.dumps(CORE))} if "core" in wanted else {}
+                runs = {**{k: v for k, v in runs.items() if k in wanted}, **core}
+                left = [f"{k} (not asked for)" for k in sorted(set(runs) ^ set(wanted)) if k not in runs] + left
             t0 = time.perf_counter()
             rows = soak(client, proc.pid, runs, a.prompts, a.seed, a.steps, a.size, a.tokens, a.keep_history)
             wall = time.perf_counter() - t0

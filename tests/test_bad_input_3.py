@@ -257,13 +257,21 @@ sys.exit(main(["convert", sys.argv[1], "--out", sys.argv[2]]))
 """
 
 
-@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
-def test_convert_removes_its_temp_when_terminated(tiny_root, tmp_path, sig):
+def _started_in_the_background():
+    """As `cmd &` in a script starts a command: SIGINT ignored (SIGTERM and SIGHUP at their defaults)."""
+    from test_bad_input import default_signals
+    default_signals()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("sig,background", [("SIGTERM", False), ("SIGHUP", False), ("SIGTERM", True)])
+def test_convert_removes_its_temp_when_terminated(tiny_root, tmp_path, sig, background):
     out, ready = tmp_path / "d.safetensors", tmp_path / "ready"
     from test_bad_input import default_signals
     p = subprocess.Popen([sys.executable, "-c", SLOW_CONVERT, str(tiny_root / "Nexus-GenV2" / "generation_decoder.bin"),
                           str(out), str(ready)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                         stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_started_in_the_background if background else default_signals)
     while not ready.exists():  # an event, not a clock: the conversion is half-way through
         assert p.poll() is None, p.stderr.read()
         time.sleep(0.05)

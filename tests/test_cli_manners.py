@@ -198,3 +198,19 @@ def test_reader_that_goes_away_or_a_full_disk(tiny_root, tmp_path):
             p = _understand_stream(tiny_root, stdout=full)
             err = p.communicate()[1].decode()
         assert p.returncode == 1 and err.strip().endswith("nexus-gen: error: [Errno 28] No space left on device"), err
+
+
+@pytest.mark.parametrize("value,message", [("-1e3", "--cfg must be in [0, 100], got -1000"),
+                                           ("-inf", "--cfg must be a finite number"),
+                                           ("-0x10", "argument --cfg: invalid float value: '-0x10'")])
+def test_a_negative_value_gets_its_own_message_not_expected_one_argument(tmp_path, capsys, value, message):
+    from nexus_core.cli import main
+
+    try:
+        rc = main(["generate", "--prompt", "x", "--model", str(tmp_path), "--flux", str(tmp_path),
+                   "--out", str(tmp_path / "o.png"), "--cfg", value])
+    except SystemExit as e:  # argparse's own refusal of a value its type cannot read
+        rc = e.code
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert message in err and "expected one argument" not in err, err

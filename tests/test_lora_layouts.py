@@ -58,6 +58,15 @@ def test_values_and_dtype_are_kept():
     (lambda sd: sd.update({"lora_unet_double_blocks_0_img_attn_qkv.alpha": torch.tensor(4.0)}), "not XLabs"),
     (lambda sd: sd.pop("double_blocks.1.processor.proj_lora1.up.weight"), "has no"),
     (lambda sd: sd.update({"single_blocks.0.processor.qkv_lora.up.weight": torch.zeros(3 * H + 1, R)}), "q, k and v"),
+    (lambda sd: sd.update({"double_blocks.1.processor.qkv_lora1.up.weight": torch.zeros(2 * H, R)}),
+     r"has 24 rows, not q, k and v of its input's width 12"),
+    (lambda sd: sd.update({"double_blocks.1.processor.proj_lora1.up.weight": torch.zeros(H, R + 1)}),
+     r"do not multiply"),
+    (lambda sd: sd.update({"double_blocks.1.processor.proj_lora2.down.weight": torch.zeros(R * H)}), r"is 2-D"),
+    (lambda sd: sd.update({"double_blocks.1.processor.proj_lora2.up.weight": torch.zeros(H, R, dtype=torch.int8)}),
+     r"LoRA weights are floating point"),
+    (lambda sd: sd["single_blocks.0.processor.proj_lora.up.weight"].__setitem__((0, 0), float("nan")),
+     r"proj_lora.up.weight holds NaN or inf"),
 ])
 def test_what_cannot_be_converted_exactly_is_refused(change, msg):
     sd = xlabs_state()
@@ -95,3 +104,11 @@ def test_cli_refuses_bad_input_before_writing(tmp_path, case):
     with pytest.raises(NexusError):
         convert_lora_file(src, out, overwrite=case == "same_file")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.safetensors"]
+
+
+def test_block_numbers_are_written_as_comfyui_maps_them():
+    """A zero-padded block number (`01`) would name a key no loader maps; it is written as the number."""
+    sd = {k.replace("double_blocks.1.", "double_blocks.01."): v for k, v in xlabs_state().items()}
+    conv = xlabs_to_comfyui(sd)
+    assert "diffusion_model.double_blocks.1.img_attn.qkv.lora_A.weight" in conv
+    assert not any(".01." in k for k in conv)

@@ -155,3 +155,26 @@ def test_nan_weights_are_named_and_never_silent_nan_embeddings(tiny_root, tmp_pa
     assert any(name.split(".", 1)[-1] in r.getMessage() and "NaN or inf" in r.getMessage() for r in caplog.records)
     with pytest.raises(NexusError, match="predicted NaN or inf image embeddings"):
         predict(model, [generation_request("a red fox", "en")], "fast")
+
+
+def test_messages_name_the_users_file_not_the_private_folder(one_file, tmp_path):
+    """A damaged packed config is reported against the one file the user has, not the temp folder it was
+    unpacked into."""
+    import tempfile
+
+    from nexus_core.ar.checkpoint import inspect_ar_folder
+
+    bad = tmp_path / "h.safetensors"
+    rewrite(one_file, bad, lambda s, m: m.update({"file/config.json": "{not json"}))
+    with pytest.raises(NexusError) as e:
+        inspect_ar_folder(bad)
+    assert str(bad) in str(e.value) and "nexus-gen-ar-" not in str(e.value) and tempfile.gettempdir() + "/" \
+        not in str(e.value).replace(str(tmp_path), ""), str(e.value)
+
+
+def test_a_folder_where_a_decoder_file_is_expected_says_so(tmp_path):
+    from nexus_core.decoder import read_decoder
+
+    (tmp_path / "generation_decoder.bin").mkdir()
+    with pytest.raises(NexusError, match="is a folder; a decoder file was expected"):
+        read_decoder(tmp_path / "generation_decoder.bin")

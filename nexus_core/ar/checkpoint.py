@@ -266,15 +266,19 @@ def inspect_ar_file(path) -> ArCheckpoint:
         raise NexusError(f"{path} is not a Nexus-Gen AR file (made by `nexus-gen convert` from the Nexus-GenV2 folder); "
                          "give the Nexus-GenV2 folder itself")
     folder = _unpacked(path, meta)
-    config = read_json(folder / "config.json", f"a Qwen2.5-VL config inside {path.name}")
-    if not _is_qwen25vl(config):
-        raise NexusError(f"{path} holds a config for model_type={config.get('model_type')!r}, not Qwen2.5-VL")
+    try:
+        config = read_json(folder / "config.json", f"a Qwen2.5-VL config inside {path.name}")
+        if not _is_qwen25vl(config):
+            raise NexusError(f"{path} holds a config for model_type={config.get('model_type')!r}, not Qwen2.5-VL")
+        gen_path = folder / "generation_config.json"
+        gen = read_json(gen_path, "a generation config") if gen_path.is_file() else {}
+        check_tokenizer(folder, config)
+    except NexusError as e:  # name the user's file, not the private folder its small files were unpacked into
+        raise NexusError(str(e).replace(str(folder) + os.sep, f"{path} (packed) ").replace(str(folder), str(path))) \
+            from None
     names = {k for k in header if k != "__metadata__"}
     if VISION_HEAD not in names:
         raise NexusError(f"{path} has no '{VISION_HEAD}': not a Nexus-Gen AR")
-    gen_path = folder / "generation_config.json"
-    gen = read_json(gen_path, "a generation config") if gen_path.is_file() else {}
-    check_tokenizer(folder, config)
     found = {k: path for k in (VISION_HEAD, PREFILL_TABLE) if k in names}
     stored = meta.get("weight_dtype")
     if stored is None:

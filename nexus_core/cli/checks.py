@@ -7,6 +7,7 @@ reads file headers only. Messages name the flag.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from ..errors import NexusError
@@ -142,7 +143,7 @@ def _check_full_size(a) -> None:
     if not parts or not set(parts) <= set(FULL_SIZE_PARTS) or len(set(parts)) != len(parts):
         raise NexusError(f"--parts takes a comma-separated subset of {','.join(FULL_SIZE_PARTS)}, got {a.parts!r}")
     blocks = a.dit_blocks.split(",")
-    if len(blocks) != 2 or not all(b.strip().isdigit() for b in blocks) or int(blocks[0]) < 1:
+    if len(blocks) != 2 or not all(re.fullmatch(r"[0-9]+", b.strip()) for b in blocks) or int(blocks[0]) < 1:
         raise NexusError(f"--dit-blocks takes DOUBLE,SINGLE block counts (the real decoders: 19,38; at least one "
                          f"double block), got {a.dit_blocks!r}")
     for flag, v in (("--ar-layers", a.ar_layers), ("--vision-layers", a.vision_layers)):

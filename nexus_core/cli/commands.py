@@ -319,6 +319,13 @@ def cmd_make_tiny(a):
         print(f"{k}: {v}")
 
 
+def ascii_int(text: str) -> int:
+    """A whole number written in ASCII digits (Python's int() also reads other scripts' digits, e.g. '١٢')."""
+    if not re.fullmatch(r"[+-]?[0-9]+", text.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number in ASCII digits")
+    return int(text)
+
+
 def cmd_make_full_size(a):
     from ..synthetic.full_size import make_full_size, nbytes
 
@@ -457,8 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dir", help="folder to write into: DIR/Nexus-GenV2/, DIR/generation_decoder.bin, "
                                "DIR/edit_decoder.bin (created if missing; existing files are never replaced)")
     s.add_argument("--parts", default="ar,generation,editing", help="which of ar,generation,editing to write")
-    s.add_argument("--ar-layers", type=int, default=28, help="text decoder layers (the real model has 28)")
-    s.add_argument("--vision-layers", type=int, default=32, help="vision tower blocks (the real model has 32)")
+    s.add_argument("--ar-layers", type=ascii_int, default=28, help="text decoder layers (the real model has 28)")
+    s.add_argument("--vision-layers", type=ascii_int, default=32, help="vision tower blocks (the real model has 32)")
     s.add_argument("--dit-blocks", default="19,38", help="double,single FLUX blocks of each decoder (the real: 19,38)")
     s.add_argument("--tokenizer", default=None,
                    help="a folder with a Qwen2 tokenizer to copy (the real vocabulary, e.g. ComfyUI's "
@@ -487,11 +494,13 @@ def _note_interrupts():
     lazy imports re-raise it as ModuleNotFoundError); turn SIGTERM and SIGHUP into an unwinding stop."""
     from . import _cancel_at_start_up
 
-    seen = {"sigint": False}
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) not in (signal.default_int_handler, _cancel_at_start_up):
-        yield seen  # embedded, or someone else handles Ctrl-C: leave it alone
+    seen = {"sigint": False, "stopped": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield seen  # embedded: signals are the host's
         return
+    # Ctrl-C is ours unless someone else handles it, or it is ignored (`cmd &` in a script starts the command
+    # with SIGINT ignored); SIGTERM and SIGHUP are handled either way, so a stop still removes temp files and locks
+    own_sigint = signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _cancel_at_start_up)
 
     def handler(signum, frame):
         seen["sigint"] = True
@@ -501,20 +510,42 @@ def _note_interrupts():
         raise KeyboardInterrupt
 
     def stop(signum, frame):
+        seen["stopped"] = signum  # remembered too: a library may turn the exception into one of its own
         raise _Stopped(signum)
 
     stops = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
     before = {s: signal.getsignal(s) for s in stops}
-    signal.signal(signal.SIGINT, handler)
+    sigint_before = signal.getsignal(signal.SIGINT)
+    if own_sigint:
+        signal.signal(signal.SIGINT, handler)
     for s in stops:
         if before[s] in (signal.SIG_DFL, None):
             signal.signal(s, stop)
     try:
         yield seen
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if own_sigint:
+            signal.signal(signal.SIGINT, signal.default_int_handler if sigint_before is _cancel_at_start_up
+                          else sigint_before)
         for s, h in before.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+_NUMBER_LIKE = re.compile(r"^-(\.?[0-9]|inf|nan)", re.I)
+
+
+def _negative_values_joined(argv) -> list:
+    """`--cfg -1e3` as `--cfg=-1e3`: argparse takes a value that starts with '-' and is not a plain negative number
+    (an exponent, inf, a typo like -0x10) for an option and says only "expected one argument"; joined, the option's
+    own check names what is wrong with the value."""
+    out = []
+    for tok in map(str, argv):
+        if out and _NUMBER_LIKE.match(tok) and not any(c.isspace() for c in tok) and out[-1].startswith("--") \
+                and "=" not in out[-1]:
+            out[-1] = f"{out[-1]}={tok}"
+        else:
+            out.append(tok)
+    return out
 
 
 def _importing(frame) -> bool:
@@ -555,7 +586,7 @@ def main(argv=None) -> int:
         try:
             from .checks import check_resources, check_settings
 
-            a = build_parser().parse_args(argv)
+            a = build_parser().parse_args(_negative_values_joined(sys.argv[1:] if argv is None else argv))
             check_settings(a)  # no torch yet: a bad value is refused at once
             check_resources(a)  # device, dtype, model files: still before any model loads
             a.func(a)
@@ -575,6 +606,10 @@ def main(argv=None) -> int:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 141
         except Exception as e:
+            if seen["stopped"] is not None:  # a stop that a library (torch's zip writer) turned into its own error
+                name = signal.Signals(seen["stopped"]).name
+                print(f"\nnexus-gen: stopped by {name}; nothing was left half-written", file=sys.stderr)
+                return 128 + seen["stopped"]
             if seen["sigint"]:
                 print("\nnexus-gen: cancelled", file=sys.stderr)
                 return 130

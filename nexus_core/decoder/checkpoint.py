@@ -6,6 +6,7 @@ sets are validated strictly, with every depth read from the keys themselves.
 """
 from __future__ import annotations
 
+import os
 import pickle
 import re
 import zipfile
@@ -54,6 +55,8 @@ def _count(state, pattern) -> int:
 
 
 def _load_bin(path: Path) -> dict:
+    if not os.access(path, os.R_OK):
+        raise NexusError(f"{path} cannot be read: permission denied")
     if not zipfile.is_zipfile(path):
         raise NexusError(f"{path} is not a torch checkpoint (zip) file, or it is truncated")
     from ..files.torch_zip_check import check_torch_zip
@@ -93,6 +96,9 @@ def detect_kind(keys) -> str | None:
 
 
 def _load_state(path: Path, with_dit: bool = True) -> tuple[dict, dict]:
+    if path.is_dir():
+        raise NexusError(f"{path} is a folder; a decoder file was expected (generation_decoder.bin, edit_decoder.bin "
+                         "or a file made by `nexus-gen convert`)")
     if not path.is_file():
         raise NexusError(f"Decoder file not found: {path} (expected generation_decoder.bin, edit_decoder.bin "
                          "or a file made by `nexus-gen convert`)")

@@ -27,6 +27,24 @@ def looks_xlabs(names) -> bool:
     return any(".processor." in n and "_lora" in n for n in names)
 
 
+def _check_pair(down_name: str, down: torch.Tensor, up_name: str, up: torch.Tensor, proc: str) -> None:
+    """A pair every loader applies: 2-D floating-point matrices of finite values, down (r, in) and up (out, r) of
+    the same rank r; a qkv pair's up holds q, k and v of the input's width (3 x in rows)."""
+    for name, t in ((down_name, down), (up_name, up)):
+        if t.dim() != 2:
+            raise NexusError(f"{name} has shape {tuple(t.shape)}: a LoRA matrix is 2-D; nothing was written")
+        if not t.is_floating_point():
+            raise NexusError(f"{name} is {t.dtype}: LoRA weights are floating point; nothing was written")
+        if not bool(torch.isfinite(t).all()):
+            raise NexusError(f"{name} holds NaN or inf values (a diverged training run); nothing was written")
+    if down.shape[0] != up.shape[1]:
+        raise NexusError(f"{down_name} {tuple(down.shape)} and {up_name} {tuple(up.shape)} do not multiply: the down "
+                         "matrix's rows (the rank) must equal the up matrix's columns; nothing was written")
+    if proc.startswith("qkv") and up.shape[0] != 3 * down.shape[1]:
+        raise NexusError(f"{up_name} has {up.shape[0]} rows, not q, k and v of its input's width {down.shape[1]} "
+                         f"(3 x {down.shape[1]}); nothing was written")
+
+
 def xlabs_to_comfyui(state: dict[str, torch.Tensor], mlp_ratio: int = FLUX_MLP_RATIO) -> dict[str, torch.Tensor]:
     """The same LoRA under `diffusion_model.<block>.<weight>.lora_{A,B}.weight` names. Refuses keys it does not
     know (they would be lost) and pairs with a half missing."""
@@ -40,13 +58,13 @@ def xlabs_to_comfyui(state: dict[str, torch.Tensor], mlp_ratio: int = FLUX_MLP_R
         partner = name[: -len(f"{half}.weight")] + ("up" if half == "down" else "down") + ".weight"
         if partner not in state:
             raise NexusError(f"{name} has no {partner}: the file is incomplete; nothing was written")
+        if half == "down":
+            _check_pair(name, t, partner, state[partner], proc)
         if proc == "qkv_lora" and half == "up":
-            if t.shape[0] % 3:
-                raise NexusError(f"{name} has {t.shape[0]} rows, not q, k and v of one width; nothing was written")
             padded = torch.zeros((t.shape[0] // 3 * (3 + mlp_ratio), *t.shape[1:]), dtype=t.dtype)
             padded[: t.shape[0]] = t
             t = padded
-        out[f"diffusion_model.{kind}.{idx}.{TARGETS[proc]}.lora_{'A' if half == 'down' else 'B'}.weight"] = t
+        out[f"diffusion_model.{kind}.{int(idx)}.{TARGETS[proc]}.lora_{'A' if half == 'down' else 'B'}.weight"] = t
     return out
 
 

@@ -244,6 +244,35 @@ def write_decoder(path: Path, spec: Spec, seed: int, progress: Callable[[str, in
     return path
 
 
+def bytes_planned(parts=PARTS, ar_layers: int = TEXT_LAYERS, vision_layers: int = VISION_LAYERS,
+                  dit_blocks: tuple[int, int] = DIT_BLOCKS) -> int:
+    """What `plan(...)` would write, in bytes, from the sizes of one and two layers of each kind: nothing is built
+    at the asked depth, so an impossible depth (a billion layers) is refused at once, before anything is written."""
+    def ar(t, v):  # token ids do not change sizes; without the tokenizer's, the published ones may not fit
+        cfg = ar_config(t, v)
+        cfg.pop("pad_token_id", None)
+        return nbytes(ar_spec(cfg))
+
+    def dit(d, n):
+        return nbytes(dit_spec(d, n))
+
+    for name, v, lo in (("--ar-layers", ar_layers, 1), ("--vision-layers", vision_layers, 1),
+                        ("--dit-blocks (double)", dit_blocks[0], 1), ("--dit-blocks (single)", dit_blocks[1], 0)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+            raise NexusError(f"{name} must be a whole number, at least {lo}, got {v!r}")
+    total = 0
+    if "ar" in parts:
+        base = ar(1, 1)
+        total += base + (ar(2, 1) - base) * (ar_layers - 1) + (ar(1, 2) - base) * (vision_layers - 1)
+    if {"generation", "editing"} & set(parts):
+        base = dit(1, 0)
+        blocks = base + (dit(2, 0) - base) * (dit_blocks[0] - 1) + (dit(1, 1) - base) * dit_blocks[1]
+        cfg = ar_config(1, 1)
+        total += nbytes(adapter_spec(cfg["hidden_size"])) + blocks if "generation" in parts else 0
+        total += nbytes(merger_spec(cfg)) + blocks if "editing" in parts else 0
+    return total
+
+
 def make_full_size(root, parts=PARTS, ar_layers: int = TEXT_LAYERS, vision_layers: int = VISION_LAYERS,
                    dit_blocks: tuple[int, int] = DIT_BLOCKS, tokenizer_files=None, seed: int = 0,
                    progress: Callable[[str, int, int], None] | None = None,
@@ -251,6 +280,12 @@ def make_full_size(root, parts=PARTS, ar_layers: int = TEXT_LAYERS, vision_layer
     """Write ROOT/Nexus-GenV2/ (AR + tokenizer + configs) and ROOT/generation_decoder.bin, ROOT/edit_decoder.bin.
     Refuses before writing anything when the disk cannot hold it; `announce(plan, free_bytes)` is told first."""
     root = Path(root)
+    need = bytes_planned(parts, ar_layers, vision_layers, dit_blocks)  # before anything is built or written
+    where = next((q for q in (root, *root.parents) if q.exists()), Path("."))
+    free = shutil.disk_usage(where).free
+    if need > free:
+        raise NexusError(f"make-full-size needs {need / 1e9:.1f} GB in {root}, only {free / 1e9:.1f} GB are free: "
+                         "cut the depth (--ar-layers, --vision-layers, --dit-blocks) or write fewer --parts")
     root.mkdir(parents=True, exist_ok=True)
     folder = root / AR_FOLDER
     ids = None
