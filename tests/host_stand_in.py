@@ -122,6 +122,53 @@ class FolderPaths(types.ModuleType):
         return full
 
 
+def _ops_module():
+    """comfy.ops as far as the pack's cast layers use it (0.3.68+ form): cast layers fetch their weight through
+    cast_bias_weight(..., offloadable=True) and give it back with uncast_bias_weight; both calls are recorded in
+    `CASTS` so tests can check that every cast is given back."""
+    import torch
+
+    ops = types.ModuleType("comfy.ops")
+    ops.CASTS = []
+
+    def cast_bias_weight(s, input=None, dtype=None, device=None, bias_dtype=None, offloadable=False):
+        weight = s.weight.to(device=input.device, dtype=input.dtype)
+        bias = None if s.bias is None else s.bias.to(device=input.device, dtype=input.dtype)
+        ops.CASTS.append(("cast", s))
+        return (weight, bias, "stream") if offloadable else (weight, bias)
+
+    def uncast_bias_weight(s, weight, bias, stream):
+        ops.CASTS.append(("uncast", s))
+
+    class CastWeightBiasOp:
+        comfy_cast_weights = False
+        weight_function: list = []
+        bias_function: list = []
+
+    def cast_class(base):
+        class Cast(base, CastWeightBiasOp):
+            comfy_cast_weights = True
+
+            def forward_comfy_cast_weights(self, input, *args, **kwargs):
+                weight, bias, stream = cast_bias_weight(self, input, offloadable=True)
+                try:
+                    return self._conv_forward(input, weight, bias) if hasattr(self, "_conv_forward") else \
+                        torch.nn.functional.linear(input, weight, bias)
+                finally:
+                    uncast_bias_weight(self, weight, bias, stream)
+
+            def forward(self, *args, **kwargs):
+                return self.forward_comfy_cast_weights(*args, **kwargs)
+        Cast.__name__ = base.__name__
+        return Cast
+
+    ops.cast_bias_weight, ops.uncast_bias_weight, ops.CastWeightBiasOp = cast_bias_weight, uncast_bias_weight, \
+        CastWeightBiasOp
+    ops.manual_cast = types.SimpleNamespace(**{n: cast_class(getattr(torch.nn, n)) for n in (
+        "Linear", "Embedding", "Conv2d", "Conv3d", "LayerNorm")})
+    return ops
+
+
 def import_pack(root: Path):
     """Import the pack's node modules against stand-ins, with ComfyUI's folders under `root`; returns
     (package namespace of the node modules, folder_paths stand-in). Undone by `forget_pack()`."""
@@ -144,9 +191,8 @@ def import_pack(root: Path):
     mm = stand_ins["comfy.model_management"]
     mm.intermediate_device = mm.get_torch_device = lambda: torch.device("cpu")
     mm.throw_exception_if_processing_interrupted = lambda: None
-    # base classes the node layer subclasses at import
-    stand_ins["comfy.ops"].manual_cast.Linear = type("Linear", (), {})
-    stand_ins["comfy.ops"].CastWeightBiasOp = type("CastWeightBiasOp", (), {})
+    stand_ins["comfy.ops"] = _ops_module()
+    stand_ins["comfy"].ops = stand_ins["comfy.ops"]
     stand_ins["comfy.model_management"].get_gpu_device_options = lambda: ["default", "cpu"]
     saved = {k: sys.modules.get(k) for k in stand_ins}
     sys.modules.update(stand_ins)
@@ -155,7 +201,7 @@ def import_pack(root: Path):
     pack.__path__ = [str(REPO)]
     sys.modules[PACK] = pack
     nodes = importlib.import_module(f"{PACK}.nodes")
-    for mod in ("loaders", "embeds", "conditioning", "understand", "progress", "lora_notice"):
+    for mod in ("loaders", "embeds", "conditioning", "understand", "progress", "lora_notice", "cast_ops"):
         importlib.import_module(f"{PACK}.nodes.{mod}")
     return nodes, fp
 

@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from client import messages
+from test_comfyui import host_version
 from workflow_format import shrink, ui_to_api
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,6 +120,8 @@ def test_file_inputs_never_leave_the_model_folders(comfy_server, object_info, ou
     other = refused_at_validation(client, bad, node, rf"^{inp}: ")
     assert without_value(answers[real]) == without_value(other), (answers[real], other)
     assert "Traceback" not in log_since(log, start)
+    if stem.endswith("_gguf") and host_version(client) < (0, 33):  # the tiny GGUF DiT loads on 0.33+ only
+        good = api("nexus_gen_text_to_image", object_info)
     assert client.run(good)["status"]["status_str"] == "success"  # the next prompt runs
 
 
