@@ -22,7 +22,9 @@ Two kinds of mutants:
     tagged with its class: [op] comparison (boundaries < / <=) and arithmetic swaps, and/or swaps, dropped
     `not`/unary minus; [const] int constants +1, floats doubled, booleans flipped; [round] floor <-> round, ceil ->
     floor; [swap] the first two arguments of a call swapped (two variables); [drop] a call made for its effect
-    removed; [cast] a dtype cast or move removed (.float(), .to(x) ...). Never inside strings, f-strings, raise
+    removed (an unlink of a temp or lock, a cache reset ...); [cast] a dtype cast or move removed (.float(),
+    .to(x) ...); [key] a cache key or version stamp (a tuple indexing a dict, given to .get/.setdefault/.pop, or
+    named *key*/*stamp*) that forgets one of its parts; [edge] a slice's end one less (block and chunk edges). Never inside strings, f-strings, raise
     statements, log calls or annotations.
 
 Each mutant runs the test files mapped to its source file (TEST_MAP), with -x so a killed mutant stops early.
@@ -47,6 +49,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SCOPE = ("nexus_core/ar", "nexus_core/decoder", "nodes", "nexus_core/embeddings/conditioning.py",
          "nexus_core/memory/fp8.py", "nexus_core/memory/offload.py")
+# what changed in the round of 2026-12-04 (the shared server and damaged files): `--paths` for that round's pass
+ROUND_2026_12_04 = ("nexus_core/settings/names.py", "nexus_core/settings/bounds.py",
+                    "nexus_core/files/safetensors_check.py", "nexus_core/files/torch_zip_check.py",
+                    "nexus_core/files/safetensors_read.py", "nexus_core/files/atomic.py", "nexus_core/ar/checkpoint.py",
+                    "nexus_core/loading/streamed.py", "nexus_core/flux/lora_layouts.py", "nexus_core/cli/checks.py",
+                    "nodes/checks.py", "nodes/paths.py", "nodes/progress.py", "nodes/lora_notice.py",
+                    "nodes/cast_ops.py")
 
 # (id, file, original snippet, mutated snippet, what the bug is). Each snippet must occur exactly once.
 CURATED = [
@@ -112,6 +121,27 @@ CURATED = [
 FAST_AR = ["tests/test_ar_parity.py"]
 # First match wins; order the files so that the quickest sensitive ones come first (-x stops at the first failure).
 TEST_MAP = [
+    ("nexus_core/settings/names.py", ["tests/test_server_checks.py"]),
+    ("nexus_core/settings/bounds.py", ["tests/test_server_checks.py"]),
+    ("nexus_core/files/safetensors_check.py", ["tests/test_damaged_files.py", "tests/test_one_file_ar_damage.py",
+                                               "tests/test_decoder_files.py"]),
+    ("nexus_core/files/torch_zip_check.py", ["tests/test_damaged_files.py", "tests/test_decoder_files.py"]),
+    ("nexus_core/files/safetensors_read.py", ["tests/test_big_tensor_paths.py", "tests/test_streamed_load.py",
+                                              "tests/test_damaged_files.py"]),
+    ("nexus_core/ar/checkpoint.py", ["tests/test_damaged_files.py", "tests/test_one_file_ar_damage.py",
+                                     "tests/test_server_checks.py", "tests/test_streamed_load.py",
+                                     "tests/test_rules.py"]),
+    ("nexus_core/loading/streamed.py", ["tests/test_one_file_ar_damage.py", "tests/test_streamed_load.py",
+                                        "tests/test_big_tensor_paths.py"]),
+    ("nexus_core/flux/lora_layouts.py", ["tests/test_lora_layouts.py", "tests/test_writers_under_faults.py"]),
+    ("nexus_core/cli/checks.py", ["tests/test_convert_safety.py", "tests/test_full_size_plan_first.py",
+                                  "tests/test_cli.py", "tests/test_bad_input.py", "tests/test_bad_input_3.py"]),
+    ("nodes/checks.py", ["tests/test_server_checks.py", "tests/test_host_glue.py", "tests/comfyui"]),
+    ("nodes/paths.py", ["tests/test_server_checks.py", "tests/test_host_glue.py", "tests/test_node_helpers.py",
+                        "tests/comfyui"]),
+    ("nodes/progress.py", ["tests/test_server_checks.py", "tests/comfyui"]),
+    ("nodes/lora_notice.py", ["tests/test_host_glue.py", "tests/comfyui"]),
+    ("nodes/cast_ops.py", ["tests/test_host_glue.py", "tests/comfyui"]),
     ("nexus_core/ar/sampling.py", ["tests/test_sampling_oracles.py", "tests/test_ar_parity.py",
                                    "tests/test_ar_robustness.py"]),
     ("nexus_core/ar/decoding.py", ["tests/test_quirks.py", "tests/test_ar_parity.py", "tests/test_sampling_oracles.py",
@@ -138,10 +168,11 @@ TEST_MAP = [
     ("nexus_core/settings/defaults.py", ["tests/test_assembly_golden.py", "tests/test_pipeline.py"]),
     ("nexus_core/cli/commands.py", ["tests/test_assembly_golden.py", "tests/test_cli.py", "tests/test_pipeline.py"]),
     ("nexus_core/embeddings/conditioning.py", ["tests/test_rules.py", "tests/test_node_layer.py"]),
-    ("nexus_core/memory/fp8.py", ["tests/test_memory_levers.py"]),
+    ("nexus_core/memory/fp8.py", ["tests/test_memory_levers.py", "tests/test_big_tensor_paths.py"]),
     ("nexus_core/memory/offload.py", ["tests/test_rules.py", "tests/test_memory_levers.py"]),
     ("nexus_core/files/atomic.py", ["tests/test_rules.py", "tests/test_file_writes.py", "tests/test_convert_safety.py",
-                                    "tests/test_bad_input_3.py", "tests/test_cli_manners.py"]),
+                                    "tests/test_bad_input_3.py", "tests/test_cli_manners.py",
+                                    "tests/test_writers_under_faults.py"]),
     ("nexus_core/files/safetensors_write.py", ["tests/test_rules.py", "tests/test_file_writes.py",
                                                "tests/test_full_size_files.py", "tests/test_convert_safety.py",
                                                "tests/test_bad_input_3.py"]),
@@ -269,6 +300,26 @@ class _Collector(ast.NodeVisitor):
                 self.found.append((node, repr(v * 2 if v else 1.0), "const"))
         elif isinstance(node, ast.Call):
             self._mutate_call(node)
+        elif isinstance(node, ast.Tuple) and len(node.elts) >= 2 and self._is_key(node):
+            for i in range(len(node.elts)):  # a cache key or version stamp that forgets one of its parts
+                rest = [ast.unparse(e) for j, e in enumerate(node.elts) if j != i]
+                self.found.append((node, f"({', '.join(rest)},)", "key"))
+        elif isinstance(node, ast.Slice) and node.upper is not None:
+            self.found.append((node.upper, f"({ast.unparse(node.upper)} - 1)", "edge"))  # a block or chunk edge
+
+    def _is_key(self, node: ast.Tuple) -> bool:
+        """A tuple that keys a cache: a subscript's index, the first argument of .get/.setdefault/.pop, or a value
+        named *key* / *stamp*."""
+        parent = getattr(node, "_parent", None)
+        if isinstance(parent, ast.Subscript) and parent.slice is node:
+            return True
+        if isinstance(parent, ast.Call) and isinstance(parent.func, ast.Attribute) and \
+                parent.func.attr in ("get", "setdefault", "pop") and parent.args and parent.args[0] is node:
+            return True
+        if isinstance(parent, ast.Assign) and any(isinstance(t, ast.Name) and ("key" in t.id or "stamp" in t.id)
+                                                   for t in parent.targets):
+            return True
+        return False
 
     def _mutate_call(self, node: ast.Call):
         import copy
@@ -306,7 +357,11 @@ def operator_mutants(paths=SCOPE) -> list[Mutant]:
             for line in data.split(b"\n"):
                 starts.append(starts[-1] + len(line) + 1)
             col = _Collector()
-            col.visit(ast.parse(src))
+            tree = ast.parse(src)
+            for parent in ast.walk(tree):
+                for child in ast.iter_child_nodes(parent):
+                    child._parent = parent
+            col.visit(tree)
             for node, repl, kind in col.found:
                 a = starts[node.lineno - 1] + node.col_offset
                 b = starts[node.end_lineno - 1] + node.end_col_offset
@@ -350,10 +405,13 @@ def sample_operator_mutants(mutants: list[Mutant], n: int, seed: int) -> list[Mu
     return picked
 
 
+WITHOUT: set[str] = set()  # --without: test files left out of every mapping (to measure a suite before them)
+
+
 def tests_for(path: str) -> list[str]:
     for prefix, tests in TEST_MAP:
         if path == prefix or path.startswith(prefix):
-            return tests
+            return [t for t in tests if t not in WITHOUT]
     return ["tests"]
 
 
@@ -422,6 +480,9 @@ def run_mutant(m: Mutant, copy: Path, timeout: float, tests_override: list[str] 
         m.result, m.detail = "stale", "snippet not found exactly once"
         return
     m.tests = tests_override or tests_for(m.path)
+    if not m.tests:  # --without left nothing that could catch it
+        m.result, m.detail = "survived", "no test file maps to it"
+        return
     target = copy / m.path
     try:
         target.write_text(mutated)
@@ -474,10 +535,17 @@ def main(argv=None) -> int:
     p.add_argument("--paths", nargs="+", default=list(SCOPE), help="where operator mutants are made")
     p.add_argument("--no-curated", action="store_true")
     p.add_argument("--tests", nargs="+", help="run these tests for every mutant instead of the mapped ones")
+    p.add_argument("--without", nargs="+", default=[],
+                   help="test files left out of every mapping: the same mutants against the suite before them")
+    p.add_argument("--round", action="store_true",
+                   help="operator mutants in the modules of the last round (ROUND_2026_12_04) instead of --paths")
     p.add_argument("--timeout", type=float, default=240, help="seconds per mutant run")
     p.add_argument("--no-baseline", action="store_true", help="skip the unmutated run of the selected tests")
     p.add_argument("--allow-missing-fixtures", action="store_true", help="run even without the golden fixture")
     a = p.parse_args(argv)
+    WITHOUT.update(a.without)
+    if a.round:
+        a.paths = list(ROUND_2026_12_04)
 
     ops = operator_mutants(a.paths)
     core = [m for m in ops if not m.path.startswith("nodes/")]
@@ -507,7 +575,7 @@ def main(argv=None) -> int:
     try:
         copy_tree(tmp)
         if not a.no_baseline:
-            union = a.tests or sorted({t for m in mutants for t in tests_for(m.path)})
+            union = a.tests or sorted({t for m in mutants for t in tests_for(m.path)}) or ["tests/test_rules.py"]
             print(f"baseline: {' '.join(union)}", flush=True)
             result, detail, dt = run_pytest(tmp, union, a.timeout * 4)
             if result != "passed":
