@@ -231,3 +231,57 @@ def test_a_decoder_with_a_cut_record_is_refused(tmp_path, tiny_root):
     key = record.rsplit("/", 1)[1]
     with pytest.raises(NexusError, match=rf"storage record data/{key} holds .* but its tensors need"):
         read_decoder(bad)
+
+
+# --- converted decoders mixed from two models (issue 29, class 2) ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def converted(tiny_root, tmp_path_factory):
+    from nexus_core.decoder.convert import convert_decoder
+    out = tmp_path_factory.mktemp("conv") / "generation_decoder.safetensors"
+    convert_decoder(tiny_root / "Nexus-GenV2" / "generation_decoder.bin", out, "comfyui", "bf16")
+    return out
+
+
+def _resave(src, dst, change):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    with safe_open(str(src), framework="pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+        meta = dict(f.metadata() or {})
+    change(state)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(dst), metadata=meta)
+
+
+def test_a_projector_and_a_dit_of_different_widths_are_refused(converted, tmp_path):
+    """The adapter of one model put beside the DiT of another (context 2 wider): each half is consistent, together
+    they are not; refused with both names, before any sampling."""
+    from nexus_core.decoder import read_decoder
+
+    assert read_decoder(converted).kind == "generation"
+    bad = tmp_path / "mixed.safetensors"
+
+    def widen_adapter(state):
+        for k in [k for k in state if k.startswith("adapter.")]:
+            t = state[k]
+            if k == "adapter.0.weight":
+                state[k] = torch.cat([t, t[:2]])
+            elif k == "adapter.3.weight":
+                state[k] = torch.nn.functional.pad(t, (0, 2, 0, 2))
+            else:
+                state[k] = torch.cat([t, t[:2]])
+    _resave(converted, bad, widen_adapter)
+    with pytest.raises(NexusError, match="projector gives context .* but its DiT takes .* different models"):
+        read_decoder(bad)
+
+
+def test_a_projector_read_alone_is_still_validated(converted, tmp_path):
+    """The projector loader reads only the projector (the DiT comes from a GGUF loader): its own shapes are checked
+    all the same, so a damaged adapter is refused by name there too."""
+    from nexus_core.decoder.checkpoint import read_projector
+
+    assert read_projector(converted).kind == "generation"
+    bad = tmp_path / "odd.safetensors"
+    _resave(converted, bad, lambda s: s.__setitem__("adapter.3.bias", s["adapter.3.bias"][:-1].clone()))
+    with pytest.raises(NexusError, match=r"tensor adapter\.3\.bias has shape"):
+        read_projector(bad)
