@@ -17,7 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from full_size import GB, REPO, Sampler, drop_caches, reset_hwm, status_kb
+from process_memory import GB, REPO, Sampler, drop_caches, reset_hwm, status_kb
 
 PROBE = r"""
 import asyncio, json, sys, time, uuid

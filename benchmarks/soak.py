@@ -28,6 +28,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "comfyui"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from process_memory import status_kb  # noqa: E402
 from workflow_format import shrink, ui_to_api  # noqa: E402
 
 CACHE_ARGS = {"default": [], "none": ["--cache-none"], "lru4": ["--cache-lru", "4"], "classic": ["--cache-classic"],
@@ -70,10 +72,11 @@ def base_workflows(object_info: dict) -> tuple[dict[str, dict], list[str]]:
 
 def proc_facts(pid: int) -> dict:
     """RSS and anonymous memory (MB), open descriptors and threads of the server process, from /proc."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    field = {line.split(":")[0]: line.split(":", 1)[1].strip() for line in status.splitlines() if ":" in line}
-    return {"rss_mb": int(field["VmRSS"].split()[0]) / 1024, "anon_mb": int(field["RssAnon"].split()[0]) / 1024,
-            "fds": len(os.listdir(f"/proc/{pid}/fd")), "threads": int(field["Threads"])}
+    kb = status_kb(pid)
+    threads = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if line.startswith("Threads:"))
+    return {"rss_mb": kb["VmRSS"] / 1024, "anon_mb": kb["RssAnon"] / 1024, "fds": len(os.listdir(f"/proc/{pid}/fd")),
+            "threads": threads}
 
 
 def with_seeds(prompt: dict, rng: random.Random) -> dict:

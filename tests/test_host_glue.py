@@ -129,7 +129,7 @@ def test_a_norm_gives_its_cast_back_when_its_forward_fails(host, monkeypatch):
     assert cast_ops.cast_on_demand(root) == [] and isinstance(root[0], Qwen2RMSNorm)
     ops = sys.modules["comfy.ops"]
     ops.CASTS.clear()
-    x = torch.randn(2, 8)
+    x = torch.randn(2, 3, 8)  # (batch, tokens, width): the mean runs over the last dimension only
     torch.testing.assert_close(root[0](x), 2 * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6))
     assert [c[0] for c in ops.CASTS] == ["cast", "uncast"]
     ops.CASTS.clear()

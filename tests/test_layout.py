@@ -69,3 +69,32 @@ def test_every_folder_says_what_it_holds(folder):
     assert doc and len(doc.split()) >= 8, f"{folder.name}/__init__.py needs a docstring that says what lives there"
     modules = [p for p in folder.glob("*.py") if p.name not in ("__init__.py", "__main__.py")]
     assert len(modules) <= 10, f"{folder.name}/ holds {len(modules)} modules: split it by concern"
+
+
+def test_the_benchmarks_import_each_other_without_a_circle():
+    """Scripts in benchmarks/ share helpers through modules they all import (process_memory.py), never by importing
+    each other both ways (full_size.py and full_size_comfy.py once did)."""
+    bench = CORE.parent / "benchmarks"
+    stems = {p.stem for p in bench.glob("*.py")}
+    graph = {}
+    for p in bench.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module in stems:
+                deps.add(node.module)
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name in stems}
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "_module" and len(node.args) > 1:
+                arg = node.args[0]  # _module(REPO / "benchmarks" / "x.py", ...): the scripts' own file loader
+                text = ast.unparse(arg)
+                deps |= {s for s in stems if f"'{s}.py'" in text or f'"{s}.py"' in text}
+        graph[p.stem] = deps - {p.stem}
+
+    def reach(start, seen):
+        for d in graph.get(start, ()):
+            if d not in seen:
+                seen.add(d)
+                reach(d, seen)
+        return seen
+    circles = sorted(s for s in graph if s in reach(s, set()))
+    assert not circles, f"benchmarks importing each other in a circle: {circles} ({ {s: graph[s] for s in circles} })"

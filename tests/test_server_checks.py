@@ -394,3 +394,26 @@ def test_nodes_follow_each_prompts_seed(host, tiny_ar, monkeypatch):
     assert embeds[0][1] != embeds[1][1]
     answers = [nodes.understand.NexusGenUnderstand.execute(handle, "what is this?", 12, s)[0] for s in (1, 2, 1)]
     assert answers[0] == answers[2] != answers[1]
+
+
+def test_quoted_values_are_cut_at_their_limit():
+    from nexus_core.settings.names import shown
+    assert shown("a" * 80) == "a" * 80
+    assert shown("a" * 81) == "a" * 80 + "... (81 characters)"
+    assert shown("x\x00y") == "x\\x00y"  # escaped, never raw control characters
+
+
+def test_the_placeholder_is_refused_like_any_unlisted_name_when_models_exist(host):
+    """The '(put Nexus-GenV2 ...)' placeholder is what the list shows when the folders are empty; once models are
+    listed, a client that still sends it gets the ordinary refusal, not the 'no model found' advice."""
+    nodes, fp, root = host
+    res = nodes.loaders.NexusGenARLoader.validate_inputs("(put Nexus-GenV2 in models/nexus_gen)")
+    assert "is not one of the" in res and "no Nexus-Gen model folder found" not in res
+
+
+def test_checkpoint_version_follows_the_prefill_table(tiny_root):
+    from nexus_core.ar.checkpoint import inspect_ar_folder
+    ckpt = inspect_ar_folder(tiny_root / "Nexus-GenV2")
+    assert ckpt.version == 2
+    ckpt.nexus_tensors.pop("image_prefill_embeds.weight")
+    assert ckpt.version == 1
