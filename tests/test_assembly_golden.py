@@ -13,7 +13,8 @@ import torch
 from safetensors.torch import load_file
 
 from nexus_core.ar import reference_embeddings
-from nexus_core.cli.commands import build_parser, main
+from nexus_core.cli import main
+from nexus_core.cli.parser import build_parser
 from nexus_core.pipeline import DEFAULTS, DecodeSettings, decode_embeddings
 
 LATENTS = dict(atol=5e-4, rtol=1e-4)
@@ -91,8 +92,8 @@ def test_cli_defaults_are_the_reference_defaults(fixture_dir, manifest, golden):
 
 def _cli_latents(monkeypatch, fixture_ar, tmp_path, *argv):
     """Run the CLI in-process on the already loaded fixture AR (the same folder, float32 on the CPU)."""
-    import nexus_core.cli.commands as cli
-    monkeypatch.setattr(cli, "_load", lambda a: fixture_ar)
+    import nexus_core.cli.decode as cli_decode
+    monkeypatch.setattr(cli_decode, "load_model", lambda a: fixture_ar)
     out = tmp_path / "lat.safetensors"
     assert main([*argv, "--device", "cpu", "--dtype", "float32", "--out", str(tmp_path / "o.png"),
                  "--save-latents", str(out)]) == 0

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nexus_core.cli.commands import main
+from nexus_core.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -247,10 +247,10 @@ def test_a_ctrl_c_inside_an_import_is_recognised(tmp_path, monkeypatch):
     """A Ctrl-C that lands in Python's import machinery exits at once (CPython can swallow it there, printing a
     traceback as "Exception ignored"); elsewhere it stays a KeyboardInterrupt."""
     import importlib
-    import nexus_core.cli.commands as cli
+    import nexus_core.cli.interrupts as cli
 
     (tmp_path / "nexus_probe_module.py").write_text("import sys\nFRAME = sys._getframe()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     probe = importlib.import_module("nexus_probe_module")
-    assert cli._importing(probe.FRAME)
-    assert not cli._importing(sys._getframe())
+    assert cli.importing(probe.FRAME)
+    assert not cli.importing(sys._getframe())

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nexus_core.cli.commands import main
+from nexus_core.cli import main
 from nexus_core.errors import NexusError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -244,7 +244,7 @@ def test_every_file_of_a_batch_checked_first(tiny_root, tmp_path, capsys, no_mod
 SLOW_CONVERT = """
 import sys, time
 import nexus_core.decoder.convert as conv
-from nexus_core.cli.commands import main
+from nexus_core.cli import main
 real = conv.convert_decoder
 def slow(*a, on_tensor=None, **k):
     def hook(i, n):

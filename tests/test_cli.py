@@ -3,7 +3,7 @@ import json
 
 from safetensors import safe_open
 
-from nexus_core.cli.commands import main
+from nexus_core.cli import main
 
 
 def test_make_tiny_is_deterministic(tmp_path, tiny_root):

@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 from nexus_core import __version__
-from nexus_core.cli.commands import build_parser, main
+from nexus_core.cli import main
+from nexus_core.cli.parser import build_parser
 from nexus_core.files.atomic import default_mode
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,7 +29,7 @@ def _py(*args):
 
 
 def test_help_imports_no_torch():
-    code = ("import sys, argparse\nfrom nexus_core.cli.commands import build_parser\np = build_parser()\n"
+    code = ("import sys, argparse\nfrom nexus_core.cli.parser import build_parser\np = build_parser()\n"
             "p.format_help()\n"
             "for a in p._actions:\n    if isinstance(a, argparse._SubParsersAction):\n"
             "        [s.format_help() for s in a.choices.values()]\n"

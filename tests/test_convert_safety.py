@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from nexus_core.cli.commands import main
+from nexus_core.cli import main
 from nexus_core.decoder import read_decoder
 from nexus_core.decoder.convert import convert_decoder
 from nexus_core.errors import NexusCancelled, NexusError

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from nexus_core.cli.commands import main
+from nexus_core.cli import main
 from nexus_core.errors import NexusError
 from nexus_core.files.safetensors_write import write_safetensors_streamed
 from nexus_core.synthetic import full_size as fs

@@ -5,7 +5,7 @@ from collections import namedtuple
 
 import pytest
 
-from nexus_core.cli.commands import main
+from nexus_core.cli import main
 from nexus_core.errors import NexusError
 from nexus_core.synthetic import full_size
 

@@ -6,7 +6,7 @@ import torch
 
 gguf = pytest.importorskip("gguf", reason="the gguf package (optional extra) is not installed")
 
-from nexus_core.cli.commands import main  # noqa: E402
+from nexus_core.cli import main  # noqa: E402
 from nexus_core.decoder.checkpoint import read_decoder, read_projector  # noqa: E402
 from nexus_core.decoder.dit import comfyui_state  # noqa: E402
 

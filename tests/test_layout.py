@@ -98,3 +98,13 @@ def test_the_benchmarks_import_each_other_without_a_circle():
         return seen
     circles = sorted(s for s in graph if s in reach(s, set()))
     assert not circles, f"benchmarks importing each other in a circle: {circles} ({ {s: graph[s] for s in circles} })"
+
+
+def test_the_command_line_is_split_by_what_each_part_does():
+    """parser (reading), checks (refusing early), commands (what each does), decode (their shared plumbing),
+    interrupts (stops from outside), entry (the program): none over 300 lines."""
+    cli = CORE / "cli"
+    for part in ("parser", "checks", "commands", "decode", "interrupts", "entry"):
+        assert (cli / f"{part}.py").is_file(), part
+    long = {p.name: n for p in cli.glob("*.py") if (n := len(p.read_text(encoding="utf-8").splitlines())) > 300}
+    assert not long, f"split these by what they do: {long}"

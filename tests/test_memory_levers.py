@@ -65,7 +65,7 @@ def test_offload_modes():
 
 
 def test_cli_takes_the_levers(tiny_root, tmp_path):
-    from nexus_core.cli.commands import main
+    from nexus_core.cli import main
 
     out = tmp_path / "fox.png"
     assert main(["generate", "--model", str(tiny_root / "Nexus-GenV2"), "--flux", str(tiny_root / "FLUX.1-dev"),

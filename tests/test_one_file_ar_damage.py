@@ -15,7 +15,7 @@ from nexus_core.errors import NexusError
 
 @pytest.fixture(scope="module")
 def one_file(tiny_root, tmp_path_factory):
-    from nexus_core.cli.commands import main
+    from nexus_core.cli import main
 
     out = tmp_path_factory.mktemp("onefile") / "nexus_fp8.safetensors"
     assert main(["convert", str(tiny_root / "Nexus-GenV2"), "--out", str(out)]) == 0

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nexus_core.cli.commands import main
+from nexus_core.cli import main
 from nexus_core.decoder import load_decoder
 from nexus_core.errors import NexusError
 from nexus_core.pipeline import DecodeSettings, decode_embeddings, load_flux

@@ -154,7 +154,7 @@ def test_every_command_checks_its_settings_before_loading(tiny_root, tmp_path, c
     """Each model command refuses a bad shared setting (the seed, here) in one line, before anything loads."""
     import nexus_core.ar
     import nexus_core.decoder
-    from nexus_core.cli.commands import main
+    from nexus_core.cli import main
 
     def tripwire(*a, **k):
         raise AssertionError("a model was loaded before the bad setting was refused")

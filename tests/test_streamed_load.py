@@ -114,7 +114,7 @@ def test_single_file_ar_is_the_streamed_fp8_model(fixture_dir, tmp_path, capsys)
     """`nexus-gen convert Nexus-GenV2 --out F.safetensors`: one file, loaded like the folder, bit for bit the fp8
     model the folder loads into (weights, scales, pre-divided biases, embeddings)."""
     from nexus_core.ar.checkpoint import is_single_file_ar
-    from nexus_core.cli.commands import main
+    from nexus_core.cli import main
 
     out = tmp_path / "nexus_gen_ar-fp8_e4m3fn.safetensors"
     assert main(["convert", str(fixture_dir / "nexus"), "--out", str(out)]) == 0
@@ -135,7 +135,7 @@ def test_single_file_ar_is_the_streamed_fp8_model(fixture_dir, tmp_path, capsys)
     (["--dtype", "fp8_e5m2", "--out-suffix", ".gguf"], "give --out a .safetensors name, not x.gguf"),
 ])
 def test_single_file_convert_refusals(tiny_root, tmp_path, capsys, argv, message):
-    from nexus_core.cli.commands import main
+    from nexus_core.cli import main
     suffix = argv[argv.index("--out-suffix") + 1] if "--out-suffix" in argv else ".safetensors"
     argv = argv[:argv.index("--out-suffix")] if "--out-suffix" in argv else argv
     out = tmp_path / f"x{suffix}"
@@ -144,7 +144,7 @@ def test_single_file_convert_refusals(tiny_root, tmp_path, capsys, argv, message
 
 
 def test_a_single_file_ar_that_is_cut_short(tiny_root, tmp_path):
-    from nexus_core.cli.commands import main
+    from nexus_core.cli import main
     out = tmp_path / "ar.safetensors"
     assert main(["convert", str(tiny_root / "Nexus-GenV2"), "--out", str(out)]) == 0
     out.write_bytes(out.read_bytes()[:-100])

@@ -29,6 +29,6 @@ if (_started_as_program() and _threading.current_thread() is _threading.main_thr
         and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler):
     _signal.signal(_signal.SIGINT, _cancel_at_start_up)
 
-from .commands import main  # noqa: E402  (after the handler: this import is where start-up time goes)
+from .entry import main  # noqa: E402  (after the handler: this import is where start-up time goes)
 
 __all__ = ["main"]

@@ -1,6 +1,6 @@
 """`python -m nexus_core.cli`: the same as the `nexus-gen` command."""
 import sys
 
-from .commands import main
+from .entry import main
 
 sys.exit(main())

@@ -118,7 +118,7 @@ def comfy_latents(client, base, prompt) -> torch.Tensor:
 
 def cli_latents(args: list, tmp_path) -> torch.Tensor:
     """`nexus-gen ARGS --save-latents` at the shrunk settings; the latents moved from DiT space to VAE space."""
-    from nexus_core.cli.commands import main
+    from nexus_core.cli import main
 
     out = tmp_path / "lat.safetensors"
     assert main(args + ["--max-new-tokens", "100", "--width", "128", "--height", "96", "--steps", "4",
