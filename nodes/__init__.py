@@ -3,14 +3,14 @@ from comfy_api.latest import ComfyExtension
 
 import folder_paths
 
-from . import paths
+from .inputs import paths
 
 paths.register(folder_paths)
 
 
 class NexusGenExtension(ComfyExtension):
     async def get_node_list(self):
-        from . import lora_notice
+        from .host import lora_notice
         lora_notice.install()  # skipped LoRA keys are said on the LoRA node, not only in the log
         from .conditioning import NexusGenConditioning, NexusGenNegative, NexusGenScheduler
         from .embeds import NexusGenEditEmbeds, NexusGenEmbedsBlend, NexusGenImageEmbeds, NexusGenPromptEmbeds

@@ -11,11 +11,11 @@ from ..nexus_core.decoder import EDITING
 from ..nexus_core.embeddings.conditioning import GRIDS_KEY, positive, scheduler_sigmas
 from ..nexus_core.decoder.schedule import SHIFT
 from ..nexus_core.settings.bounds import TEXT_BOUND_TIP
-from . import checks
-from .memory import device_context, ensure_loaded
-from .progress import warn
-from .schema import schema
-from .text_source import negative, pick, pooled_empty
+from .inputs import checks
+from .host.memory import device_context, ensure_loaded
+from .host.progress import warn
+from .host.schema import schema
+from .host.text_source import negative, pick, pooled_empty
 from .types import CATEGORY, NexusEmbeds, NexusProjector, NexusTextEncoders
 
 # The schema's bounds of the FLOAT inputs these nodes validate themselves (the host then skips its own min/max)

@@ -11,9 +11,9 @@ from ..nexus_core.embeddings.blend import blend
 from ..nexus_core.embeddings.conditioning import split_prompts
 from ..nexus_core.images.tensors import one_image, tensor_to_pils
 from ..nexus_core.settings.bounds import MAX_BATCH_PROMPTS, TEXT_BOUND_TIP
-from . import checks
-from .progress import finish, send_text, token_callbacks
-from .schema import schema
+from .inputs import checks
+from .host.progress import finish, send_text, token_callbacks
+from .host.schema import schema
 from .types import CATEGORY, Embeds, NexusAR, NexusEmbeds
 
 INSTRUCTION_EMPTY = "it is empty; say what to change in the image"

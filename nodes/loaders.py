@@ -16,12 +16,12 @@ from ..nexus_core.decoder.projectors import build_projector
 from ..nexus_core.memory.devices import DTYPES
 from ..nexus_core.errors import NexusError
 from ..nexus_core.memory.fp8 import can_hold_fp8
-from . import checks, paths
-from .ar_handle import ARHandle
-from .flux_model import WEIGHT_DTYPES, annotate, apply_nexus, diffusion_widths, load_dit
-from .memory import compute_dtype, device_options, ensure_loaded, patcher_for, resolve_device
-from .progress import warn
-from .schema import schema
+from .inputs import checks, paths
+from .host.ar_handle import ARHandle
+from .host.flux_model import WEIGHT_DTYPES, annotate, apply_nexus, diffusion_widths, load_dit
+from .host.memory import compute_dtype, device_options, ensure_loaded, patcher_for, resolve_device
+from .host.progress import warn
+from .host.schema import schema
 from .types import CATEGORY, NexusAR, NexusProjector, NexusTextEncoders, Projector
 
 log = logging.getLogger("nexus_gen")

@@ -6,9 +6,9 @@ from comfy_api.latest import io
 from ..nexus_core.ar import understand
 from ..nexus_core.images.tensors import one_image
 from ..nexus_core.settings.bounds import TEXT_BOUND_TIP
-from . import checks
-from .progress import send_text, token_callbacks
-from .schema import schema
+from .inputs import checks
+from .host.progress import send_text, token_callbacks
+from .host.schema import schema
 from .types import CATEGORY, NexusAR
 
 

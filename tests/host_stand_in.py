@@ -201,7 +201,8 @@ def import_pack(root: Path):
     pack.__path__ = [str(REPO)]
     sys.modules[PACK] = pack
     nodes = importlib.import_module(f"{PACK}.nodes")
-    for mod in ("loaders", "embeds", "conditioning", "understand", "progress", "lora_notice", "cast_ops"):
+    for mod in ("loaders", "embeds", "conditioning", "understand", "host.progress", "host.lora_notice",
+                                "host.cast_ops", "inputs.paths", "inputs.checks"):
         importlib.import_module(f"{PACK}.nodes.{mod}")
     return nodes, fp
 

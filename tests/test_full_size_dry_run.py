@@ -382,7 +382,7 @@ def test_editing_input_at_real_size(real_ar, size, grid):
 def test_model_folder_is_listed(real_ar_folder):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("nexus_paths", HERE.parent / "nodes" / "paths.py")
+    spec = importlib.util.spec_from_file_location("nexus_paths", HERE.parent / "nodes" / "inputs" / "paths.py")
     paths = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(paths)
     assert paths.model_folders([str(real_ar_folder.parent)]) == ["Nexus-GenV2"]

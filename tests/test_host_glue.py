@@ -54,7 +54,7 @@ def test_the_notice_counts_per_prompt_and_speaks_at_the_first_and_the_last_key(h
     nodes, fp, root = host
     keys = [f"double_blocks.{i}.processor.qkv_lora1.down.weight" for i in range(3)]
     save_file({k: torch.zeros(1) for k in keys}, str(root / "models" / "loras" / "xl.safetensors"))
-    handler = nodes.lora_notice.SkippedLoraKeys()
+    handler = nodes.host.lora_notice.SkippedLoraKeys()
     server = FakeServer("p1", lora_prompt("xl.safetensors"), "5")
     sys.modules["server"].PromptServer.instance = server
     skipped(handler, keys[:1])
@@ -74,7 +74,7 @@ def test_the_notice_counts_per_prompt_and_speaks_at_the_first_and_the_last_key(h
 
 def test_the_notice_is_silent_for_prompts_without_nexus_gen_and_for_other_lines(host):
     nodes, fp, root = host
-    handler = nodes.lora_notice.SkippedLoraKeys()
+    handler = nodes.host.lora_notice.SkippedLoraKeys()
     server = FakeServer("p3", lora_prompt("xl.safetensors", with_nexus=False), "5")
     sys.modules["server"].PromptServer.instance = server
     skipped(handler, ["double_blocks.0.processor.qkv_lora1.down.weight"] * 3)
@@ -85,7 +85,7 @@ def test_the_notice_is_silent_for_prompts_without_nexus_gen_and_for_other_lines(
 
 def test_text_encoder_keys_get_their_own_notice(host):
     nodes, _, _ = host
-    text = nodes.lora_notice.notice({"inputs": {"lora_name": "k.safetensors"}}, "lora_te1_text_model.x", 3, 10)
+    text = nodes.host.lora_notice.notice({"inputs": {"lora_name": "k.safetensors"}}, "lora_te1_text_model.x", 3, 10)
     assert "text-encoder (CLIP-L/T5) weights" in text and "DiT weights apply" in text
 
 
@@ -95,7 +95,7 @@ def test_the_fp8_cast_layer_applies_the_row_scale_and_gives_the_cast_back(host):
     from nexus_core.memory.fp8 import ScaledFp8Linear as CoreScaled
 
     nodes, _, _ = host
-    cast_ops = nodes.cast_ops
+    cast_ops = nodes.host.cast_ops
     Scaled = sys.modules[f"{host_stand_in.PACK}.nexus_core.memory.fp8"].ScaledFp8Linear
     g = torch.Generator().manual_seed(0)
     linear = torch.nn.Linear(16, 6)
@@ -116,7 +116,7 @@ def test_the_fp8_cast_layer_applies_the_row_scale_and_gives_the_cast_back(host):
 
 def test_a_norm_gives_its_cast_back_when_its_forward_fails(host, monkeypatch):
     nodes, _, _ = host
-    cast_ops = nodes.cast_ops
+    cast_ops = nodes.host.cast_ops
 
     class Qwen2RMSNorm(torch.nn.Module):  # transformers' shape of it: one weight, variance_epsilon
         def __init__(self):
@@ -148,7 +148,7 @@ def test_modules_with_weights_and_no_cast_class_are_named(host):
             self.scale = torch.nn.Parameter(torch.ones(3))
 
     root = torch.nn.Sequential(torch.nn.Linear(2, 2), Odd())
-    assert nodes.cast_ops.cast_on_demand(root) == ["1"]
+    assert nodes.host.cast_ops.cast_on_demand(root) == ["1"]
 
 
 # --- caches of the node layer after their keys change ------------------------------------------------------------
@@ -159,7 +159,7 @@ def _decoder_header_file(path, decoder: bool):
 
 def test_a_rewrite_of_the_same_size_with_a_new_mtime_is_seen(host, tmp_path):
     nodes, _, _ = host
-    paths = nodes.paths
+    paths = nodes.inputs.paths
     f = tmp_path / "x.safetensors"
     _decoder_header_file(f, True)
     size = f.stat().st_size
@@ -173,7 +173,7 @@ def test_a_rewrite_of_the_same_size_with_a_new_mtime_is_seen(host, tmp_path):
 
 def test_decoder_lists_with_and_without_gguf_are_kept_apart(host, tmp_path):
     nodes, _, _ = host
-    paths = nodes.paths
+    paths = nodes.inputs.paths
     root = tmp_path / "nexus_gen"
     root.mkdir()
     (root / "a_decoder.bin").write_bytes(b"")
@@ -190,7 +190,7 @@ def test_a_decoder_check_is_redone_when_the_file_changes(host, tmp_path, tiny_ro
     """The validation-time decoder check is remembered per (path, size, mtime): a file replaced by a damaged one
     (another size), or rewritten in place (another mtime), is checked again."""
     nodes, _, _ = host
-    checks = nodes.checks
+    checks = nodes.inputs.checks
     good = (tiny_root / "Nexus-GenV2" / "generation_decoder.bin").read_bytes()
     f = tmp_path / "generation_decoder.bin"
     f.write_bytes(good)

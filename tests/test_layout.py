@@ -108,3 +108,22 @@ def test_the_command_line_is_split_by_what_each_part_does():
         assert (cli / f"{part}.py").is_file(), part
     long = {p.name: n for p in cli.glob("*.py") if (n := len(p.read_text(encoding="utf-8").splitlines())) > 300}
     assert not long, f"split these by what they do: {long}"
+
+
+def test_the_node_layer_shows_what_a_user_drags_apart_from_the_host_glue():
+    """nodes/ holds the node classes (and their socket types); how the pack talks to ComfyUI lives in nodes/host/
+    and what a prompt may name in nodes/inputs/; no folder holds more than 8 modules."""
+    nodes = CORE.parent / "nodes"
+    top = {p.stem for p in nodes.glob("*.py")} - {"__init__"}
+    assert top == {"loaders", "embeds", "conditioning", "understand", "types"}, top
+    for folder in (nodes, nodes / "host", nodes / "inputs"):
+        modules = [p for p in folder.glob("*.py") if p.name != "__init__.py"]
+        assert len(modules) <= 8, f"{folder.name}/ holds {len(modules)} modules"
+        if folder != nodes:
+            doc = ast.get_docstring(ast.parse((folder / "__init__.py").read_text(encoding="utf-8")))
+            assert doc and len(doc.split()) >= 8, f"nodes/{folder.name}/__init__.py must say what lives there"
+    for p in nodes.rglob("*.py"):  # the host glue never imports the node classes (one way, as in nexus_core)
+        if p.parent != nodes:
+            text = p.read_text(encoding="utf-8")
+            for cls_module in ("loaders", "embeds", "conditioning", "understand"):
+                assert f"from ..{cls_module} import" not in text and f"from .. import {cls_module}" not in text, p

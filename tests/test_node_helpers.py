@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def load_paths():
     # Loaded by file: the `nodes` package needs ComfyUI, and must never be importable as a top-level `nodes`.
-    spec = importlib.util.spec_from_file_location("nexus_nodes_paths", REPO / "nodes" / "paths.py")
+    spec = importlib.util.spec_from_file_location("nexus_nodes_paths", REPO / "nodes" / "inputs" / "paths.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -115,15 +115,19 @@ def test_split_prompts(text, per_line, want):
 
 @pytest.fixture(scope="module")
 def text_source():
-    """nodes/text_source.py imported without ComfyUI: a package stand-in for the pack whose `nodes` package does
-    not run its __init__ (which needs ComfyUI)."""
+    """nodes/host/text_source.py imported without ComfyUI: a package stand-in for the pack whose `nodes` package
+    does not run its __init__ (which needs ComfyUI)."""
     pack = types.ModuleType("nexus_pack_ci")
     pack.__path__ = [str(REPO)]
     nodes_pkg = types.ModuleType("nexus_pack_ci.nodes")
     nodes_pkg.__path__ = [str(REPO / "nodes")]
+    host_pkg = types.ModuleType("nexus_pack_ci.nodes.host")
+    host_pkg.__path__ = [str(REPO / "nodes" / "host")]
     sys.modules.setdefault("nexus_pack_ci", pack)
     sys.modules.setdefault("nexus_pack_ci.nodes", nodes_pkg)
-    spec = importlib.util.spec_from_file_location("nexus_pack_ci.nodes.text_source", REPO / "nodes" / "text_source.py")
+    sys.modules.setdefault("nexus_pack_ci.nodes.host", host_pkg)
+    spec = importlib.util.spec_from_file_location("nexus_pack_ci.nodes.host.text_source",
+                                                  REPO / "nodes" / "host" / "text_source.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -361,8 +361,8 @@ def test_streamed_text_and_notices_reach_only_the_prompts_client(host, client_id
     nodes, _, _ = host
     server = RecordingServer(client_id)
     sys.modules["server"].PromptServer.instance = server
-    nodes.progress.send_text("the model's reply to someone's prompt", "7")
-    nodes.lora_notice._send_toast("5", "LoraLoaderModelOnly", "2 of 2 keys match nothing")
+    nodes.host.progress.send_text("the model's reply to someone's prompt", "7")
+    nodes.host.lora_notice._send_toast("5", "LoraLoaderModelOnly", "2 of 2 keys match nothing")
     if client_id is None:  # the host would broadcast: nobody gets it
         assert server.sent == []
     else:
@@ -370,7 +370,7 @@ def test_streamed_text_and_notices_reach_only_the_prompts_client(host, client_id
 
 
 class Handle:
-    """What the AR loader hands the nodes (nodes/ar_handle.ARHandle), around an AR already in memory."""
+    """What the AR loader hands the nodes (nodes/host/ar_handle.ARHandle), around an AR already in memory."""
 
     def __init__(self, ar):
         self.ar = ar

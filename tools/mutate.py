@@ -54,8 +54,8 @@ ROUND_2026_12_04 = ("nexus_core/settings/names.py", "nexus_core/settings/bounds.
                     "nexus_core/files/safetensors_check.py", "nexus_core/files/torch_zip_check.py",
                     "nexus_core/files/safetensors_read.py", "nexus_core/files/atomic.py", "nexus_core/ar/checkpoint.py",
                     "nexus_core/loading/streamed.py", "nexus_core/flux/lora_layouts.py", "nexus_core/cli/checks.py",
-                    "nodes/checks.py", "nodes/paths.py", "nodes/progress.py", "nodes/lora_notice.py",
-                    "nodes/cast_ops.py")
+                    "nodes/inputs/checks.py", "nodes/inputs/paths.py", "nodes/host/progress.py", "nodes/host/lora_notice.py",
+                    "nodes/host/cast_ops.py")
 
 # (id, file, original snippet, mutated snippet, what the bug is). Each snippet must occur exactly once.
 CURATED = [
@@ -136,12 +136,12 @@ TEST_MAP = [
     ("nexus_core/flux/lora_layouts.py", ["tests/test_lora_layouts.py", "tests/test_writers_under_faults.py"]),
     ("nexus_core/cli/checks.py", ["tests/test_convert_safety.py", "tests/test_full_size_plan_first.py",
                                   "tests/test_cli.py", "tests/test_bad_input.py", "tests/test_bad_input_3.py"]),
-    ("nodes/checks.py", ["tests/test_server_checks.py", "tests/test_host_glue.py", "tests/comfyui"]),
-    ("nodes/paths.py", ["tests/test_server_checks.py", "tests/test_host_glue.py", "tests/test_node_helpers.py",
+    ("nodes/inputs/checks.py", ["tests/test_server_checks.py", "tests/test_host_glue.py", "tests/comfyui"]),
+    ("nodes/inputs/paths.py", ["tests/test_server_checks.py", "tests/test_host_glue.py", "tests/test_node_helpers.py",
                         "tests/comfyui"]),
-    ("nodes/progress.py", ["tests/test_server_checks.py", "tests/comfyui"]),
-    ("nodes/lora_notice.py", ["tests/test_host_glue.py", "tests/comfyui"]),
-    ("nodes/cast_ops.py", ["tests/test_host_glue.py", "tests/comfyui"]),
+    ("nodes/host/progress.py", ["tests/test_server_checks.py", "tests/comfyui"]),
+    ("nodes/host/lora_notice.py", ["tests/test_host_glue.py", "tests/comfyui"]),
+    ("nodes/host/cast_ops.py", ["tests/test_host_glue.py", "tests/comfyui"]),
     ("nexus_core/ar/sampling.py", ["tests/test_sampling_oracles.py", "tests/test_ar_parity.py",
                                    "tests/test_ar_robustness.py"]),
     ("nexus_core/ar/decoding.py", ["tests/test_quirks.py", "tests/test_ar_parity.py", "tests/test_sampling_oracles.py",
@@ -188,7 +188,7 @@ TEST_MAP = [
     ("nexus_core/synthetic/", ["tests/test_full_size_files.py"]),
     ("nexus_core/cli/", ["tests/test_cli.py", "tests/test_bad_input.py", "tests/test_bad_input_3.py",
                          "tests/test_cli_manners.py"]),
-    ("nodes/text_source.py", ["tests/test_node_layer.py", "tests/comfyui"]),
+    ("nodes/host/text_source.py", ["tests/test_node_layer.py", "tests/comfyui"]),
     ("nodes/", ["tests/test_node_helpers.py", "tests/test_node_layer.py", "tests/comfyui"]),
 ]
 

@@ -12,7 +12,7 @@ import_pack(comfy_root, repo)
 import torch  # noqa: E402
 import comfy.ops  # noqa: E402
 from nexus_pack.nexus_core.decoder.projectors import RMSNorm  # noqa: E402  (the merger's own norm class)
-from nexus_pack.nodes import cast_ops  # noqa: E402
+from nexus_pack.nodes.host import cast_ops  # noqa: E402
 
 calls = {"cast": 0, "offloadable": 0, "uncast": 0}
 real_cast = comfy.ops.cast_bias_weight

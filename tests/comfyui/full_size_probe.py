@@ -2,7 +2,7 @@
 weights). argv: comfy_root, repo, shapes .json ({kind: {name: shape}}), output .json.
 
 Per decoder kind: detect_unet_config, the model config class model_config_from_unet picks, the pack's
-host_describes / shape_config (nodes/flux_model.py), and ComfyUI's FLUX model built on the meta device from that
+host_describes / shape_config (nodes/host/flux_model.py), and ComfyUI's FLUX model built on the meta device from that
 config taking the state dict the way load_model_weights gives it (missing / unexpected keys, parameter count)."""
 import json
 import sys
@@ -13,7 +13,7 @@ from host_probe import import_pack  # noqa: E402
 import_pack(comfy_root, repo)
 import torch  # noqa: E402
 import comfy.model_detection  # noqa: E402
-from nexus_pack.nodes.flux_model import host_describes, shape_config  # noqa: E402
+from nexus_pack.nodes.host.flux_model import host_describes, shape_config  # noqa: E402
 
 
 def plain(v):

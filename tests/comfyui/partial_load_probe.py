@@ -14,7 +14,7 @@ import_pack(comfy_root, repo)
 import torch  # noqa: E402
 import comfy.model_patcher  # noqa: E402
 from nexus_pack.nexus_core.ar import encode_image, generation_request, load_ar, predict  # noqa: E402
-from nexus_pack.nodes import memory  # noqa: E402
+from nexus_pack.nodes.host import memory  # noqa: E402
 from PIL import Image  # noqa: E402
 
 torch.set_num_threads(1)  # one thread: reductions in a fixed order, so equal inputs give equal outputs
@@ -66,7 +66,7 @@ def flow_shift():
 
     from nexus_pack.nexus_core.decoder import read_decoder
     from nexus_pack.nexus_core.decoder.dit import comfyui_state
-    from nexus_pack.nodes.flux_model import WRAPPER_KEY, apply_nexus, load_dit
+    from nexus_pack.nodes.host.flux_model import WRAPPER_KEY, apply_nexus, load_dit
 
     model = apply_nexus(load_dit(comfyui_state(read_decoder(Path(ar_folder) / "generation_decoder.bin"))))
     t = torch.linspace(0.01, 1.0, 100)

@@ -1,4 +1,4 @@
-// Nexus-Gen notices as toasts that stay until closed. The server sends "nexus-gen.notice" (nodes/lora_notice.py)
+// Nexus-Gen notices as toasts that stay until closed. The server sends "nexus-gen.notice" (nodes/host/lora_notice.py)
 // when, for example, every key of a LoRA matched nothing in the model: the same text is on the LoRA node while the
 // prompt runs, but the frontend removes a node's text when the prompt ends, and the image alone would not show it.
 import { app } from "../../../scripts/app.js";

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from ..nexus_core.flux.lora_layouts import looks_xlabs
+from ...nexus_core.flux.lora_layouts import looks_xlabs
 from .progress import send_text
 
 SKIPPED = "lora key not loaded: "
@@ -109,7 +109,7 @@ def _keys_in_file(node: dict) -> int | None:
         return None
     import folder_paths
 
-    from ..nexus_core.files.safetensors_check import tensor_names
+    from ...nexus_core.files.safetensors_check import tensor_names
 
     path = folder_paths.get_full_path("loras", name)
     if not path or not str(path).endswith(".safetensors"):

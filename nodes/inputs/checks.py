@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import zipfile
 
-from ..nexus_core.errors import NexusError
-from ..nexus_core.files.safetensors_check import read_header
-from ..nexus_core.settings.bounds import check_bounded_text, check_prompt_count
-from ..nexus_core.settings.names import check_listed
-from ..nexus_core.settings.validate import check_finite
+from ...nexus_core.errors import NexusError
+from ...nexus_core.files.safetensors_check import read_header
+from ...nexus_core.settings.bounds import check_bounded_text, check_prompt_count
+from ...nexus_core.settings.names import check_listed
+from ...nexus_core.settings.validate import check_finite
 from . import paths
 
 MODEL_PAGE = "https://huggingface.co/modelscope/Nexus-GenV2"
@@ -34,7 +34,7 @@ def ar_folder(folder_paths, model: str):
     bad = refusal(check_listed, model, listed, "model", "Nexus-Gen models")
     if bad is not True:
         return bad
-    from ..nexus_core.ar.checkpoint import inspect_ar_folder
+    from ...nexus_core.ar.checkpoint import inspect_ar_folder
     try:
         inspect_ar_folder(paths.resolve_model_folder(folder_paths, model))  # config + shard headers only
     except (NexusError, FileNotFoundError) as e:
@@ -81,7 +81,7 @@ _DECODERS_SEEN: dict = {}
 def _decoder_problem(path: str) -> str | None:
     """What is wrong with a decoder file's keys and shapes (read from the mapped file, no tensor data), or None;
     remembered per file version, as validation runs for every queued prompt."""
-    from ..nexus_core.decoder import read_decoder
+    from ...nexus_core.decoder import read_decoder
 
     st = os.stat(path)
     key = (path, st.st_size, st.st_mtime_ns)
@@ -144,7 +144,7 @@ def prompts(value, one_per_line, name: str = "prompt"):
     res = text(value, name, "it is empty; describe the image to generate")
     if res is not True or value is None or not one_per_line:
         return res
-    from ..nexus_core.embeddings.conditioning import split_prompts
+    from ...nexus_core.embeddings.conditioning import split_prompts
     return refusal(check_prompt_count, len(split_prompts(value, True)), name)
 
 

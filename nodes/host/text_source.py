@@ -10,7 +10,7 @@ import weakref
 
 import torch
 
-from ..nexus_core.errors import NexusError
+from ...nexus_core.errors import NexusError
 
 T5_LENGTH = 512  # the reference pads the negative's T5 input to 512 tokens
 _POOLED_EMPTY: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

@@ -14,7 +14,7 @@ import torch
 
 import comfy.ops
 
-from ..nexus_core.memory.fp8 import ScaledFp8Linear
+from ...nexus_core.memory.fp8 import ScaledFp8Linear
 
 OPS = comfy.ops.manual_cast
 

@@ -26,8 +26,8 @@ import comfy.sd
 import comfy.supported_models
 import comfy.utils
 
-from ..nexus_core.embeddings.conditioning import COMFY_FLUX_MU, GRIDS_KEY, ids_for_latent, place_ids
-from ..nexus_core.errors import NexusError
+from ...nexus_core.embeddings.conditioning import COMFY_FLUX_MU, GRIDS_KEY, ids_for_latent, place_ids
+from ...nexus_core.errors import NexusError
 from .memory import patcher_class
 
 log = logging.getLogger("nexus_gen")

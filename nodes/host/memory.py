@@ -16,7 +16,7 @@ import torch
 import comfy.model_management as mm
 import comfy.model_patcher
 
-from ..nexus_core.memory.devices import DTYPES
+from ...nexus_core.memory.devices import DTYPES
 from .cast_ops import cast_on_demand
 
 log = logging.getLogger("nexus_gen")
