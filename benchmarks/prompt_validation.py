@@ -3,7 +3,7 @@ validates the whole graph before it answers) and GET /object_info, in a host wit
 with it, side by side, over a crowded models folder (200 files in diffusion_models, 20 model folders, as
 benchmarks/schema_cost.py makes them).
 
-* a core-only graph (Load VAE -> Empty Latent -> VAE Decode -> Save Image), valid in both: what the pack adds to
+* a core-only graph (Load VAE -> Empty SD3 Latent -> VAE Decode -> Save Image), valid in both: what the pack adds to
   prompts that do not use it;
 * the text-to-image workflow (workflows/nexus_gen_text_to_image.json): what validating our nodes costs.
 
@@ -41,7 +41,7 @@ def _module(path: Path, name: str):
 
 
 CORE = {"1": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
-        "2": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "2": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
         "3": {"class_type": "VAEDecode", "inputs": {"samples": ["2", 0], "vae": ["1", 0]}},
         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "bench/core"}}}
 

@@ -14,7 +14,6 @@ stays flat.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -30,25 +29,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "comfyui"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from process_memory import status_kb  # noqa: E402
+from prompt_validation import CORE, start  # noqa: E402  (the core-only control graph; a server on tiny models)
 from workflow_format import shrink, ui_to_api  # noqa: E402
 
 CACHE_ARGS = {"default": [], "none": ["--cache-none"], "lru4": ["--cache-lru", "4"], "classic": ["--cache-classic"],
               "ram": ["--cache-ram"]}
 REAL_WIDTH_ONLY = ("nexus_gen_lora_hires", "nexus_gen_redux")
 SEED_INPUTS = ("seed", "noise_seed")
-
-
-def _module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-CORE = {"1": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
-        "2": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-        "3": {"class_type": "VAEDecode", "inputs": {"samples": ["2", 0], "vae": ["1", 0]}},
-        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "soak/core"}}}
 
 
 def base_workflows(object_info: dict) -> tuple[dict[str, dict], list[str]]:
@@ -175,8 +162,8 @@ def main(argv=None) -> int:
     if not comfy:
         p.error("set COMFYUI_PATH (and COMFYUI_PYTHON to its Python)")
     comfy = Path(comfy)
-    tiny = _module(REPO / "tools" / "tiny_comfy.py", "tiny_comfy")
-    start = _module(REPO / "benchmarks" / "prompt_validation.py", "prompt_validation").start
+    sys.path.insert(0, str(REPO / "tools"))
+    import tiny_comfy as tiny
     base = Path(tempfile.mkdtemp(prefix="nexus-soak-"))
     try:
         yaml = tiny.prepare(base, comfy)
