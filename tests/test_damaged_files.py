@@ -285,3 +285,30 @@ def test_a_projector_read_alone_is_still_validated(converted, tmp_path):
     _resave(converted, bad, lambda s: s.__setitem__("adapter.3.bias", s["adapter.3.bias"][:-1].clone()))
     with pytest.raises(NexusError, match=r"tensor adapter\.3\.bias has shape"):
         read_projector(bad)
+
+
+def test_an_unreadable_file_is_said_to_be_unreadable_not_truncated(tmp_path, tiny_root, monkeypatch):
+    """Without read permission (tried as root, where permissions do not apply, by making the checks see it so)."""
+    import builtins
+    import os as os_module
+
+    from nexus_core.decoder.checkpoint import _load_bin
+
+    st = tmp_path / "locked.safetensors"
+    raw_file(st, {"a": F32_2}, bytes(8))
+    real_open = builtins.open
+
+    def no_read(path, *a, **k):
+        if str(path) == str(st):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *a, **k)
+    monkeypatch.setattr(builtins, "open", no_read)
+    with pytest.raises(NexusError, match="cannot be read: permission denied"):
+        read_header(st)
+    monkeypatch.setattr(builtins, "open", real_open)
+    binfile = tmp_path / "generation_decoder.bin"
+    binfile.write_bytes((tiny_root / "Nexus-GenV2" / "generation_decoder.bin").read_bytes())
+    monkeypatch.setattr(os_module, "access", lambda p, mode: str(p) != str(binfile))
+    with pytest.raises(NexusError, match="cannot be read: permission denied") as e:
+        _load_bin(binfile)
+    assert "truncated" not in str(e.value)
