@@ -127,3 +127,25 @@ def test_the_node_layer_shows_what_a_user_drags_apart_from_the_host_glue():
             text = p.read_text(encoding="utf-8")
             for cls_module in ("loaders", "embeds", "conditioning", "understand"):
                 assert f"from ..{cls_module} import" not in text and f"from .. import {cls_module}" not in text, p
+
+
+def test_the_workflow_builder_keeps_its_data_apart():
+    """tools/workflow_specs holds every example workflow as data (graphs, groups, notes per language, apps,
+    blueprints); tools/build_workflows.py holds the code that lays them out and writes them."""
+    import sys
+    tools = CORE.parent / "tools"
+    sys.path.insert(0, str(tools))
+    try:
+        from workflow_specs.apps import APPS, BLUEPRINTS_SPEC
+        from workflow_specs.graphs import WORKFLOWS
+        from workflow_specs.notes_zh import NOTES_ZH
+    finally:
+        sys.path.remove(str(tools))
+    shipped = {p.stem for p in (CORE.parent / "workflows").glob("*.json") if not p.stem.endswith("_zh")}
+    assert shipped == set(WORKFLOWS), shipped ^ set(WORKFLOWS)
+    assert set(NOTES_ZH) == set(WORKFLOWS)  # every workflow has its Chinese note
+    assert {p.stem for p in (CORE.parent / "workflows" / "apps").glob("*.json")} == set(APPS)
+    assert {p.stem for p in (CORE.parent / "subgraphs").glob("*.json")} == set(BLUEPRINTS_SPEC)
+    code = (tools / "build_workflows.py").read_text(encoding="utf-8")
+    for data in ("WORKFLOWS = {", "NOTES_ZH = {", "APPS = {", "MODEL_URLS = {", "VRAM = ("):
+        assert data not in code, f"{data!r} belongs in tools/workflow_specs"
