@@ -30,6 +30,10 @@ def fp8_dtype(name) -> torch.dtype | None:
     return FP8_DTYPES[name]
 
 
+# A forward casts an fp8 weight whole to the compute dtype up to this size; above it, in blocks of CAST_BLOCK_BYTES
+# (issue 33: no transient the size of a layer; the AR's MLP layers, 135 MB in bf16, stay whole)
+CAST_WHOLE_UP_TO = 256 << 20
+CAST_BLOCK_BYTES = 64 << 20
 ROWS_AT_ONCE = 2048  # quantizing works on row blocks: a 152064-row lm_head never needs a float32 copy of itself
 
 
@@ -96,7 +100,20 @@ class ScaledFp8Linear(torch.nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)
-        return torch.nn.functional.linear(x, self.weight.to(x.dtype), bias) * self.weight_scale.to(x.dtype)
+        scale = self.weight_scale.to(x.dtype)
+        cast_bytes = self.weight.numel() * x.element_size()
+        if cast_bytes <= CAST_WHOLE_UP_TO:
+            return torch.nn.functional.linear(x, self.weight.to(x.dtype), bias) * scale
+        # A layer whose weight cast to the compute dtype would be a large transient (the 152,064-row output head:
+        # 1.1 GB in bf16, cast again for every generated token) is computed a block of output rows at a time:
+        # each output feature depends on its own row alone, so only one block's cast is held at once.
+        rows = max(1, CAST_BLOCK_BYTES // (self.in_features * x.element_size()))
+        out = torch.empty((*x.shape[:-1], self.out_features), dtype=x.dtype, device=x.device)
+        for i in range(0, self.out_features, rows):
+            j = min(i + rows, self.out_features)
+            part = torch.nn.functional.linear(x, self.weight[i:j].to(x.dtype), None if bias is None else bias[i:j])
+            out[..., i:j] = part * scale[i:j]
+        return out
 
     def dequantized_weight(self) -> torch.Tensor:
         return self.weight.float() * self.weight_scale.float()[:, None]
