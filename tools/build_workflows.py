@@ -5,6 +5,7 @@ has this pack (and ComfyUI-GGUF) loaded:
     python tools/tiny_comfy.py --port 8291 &          # or any ComfyUI with both packs
     python tools/build_workflows.py --server http://127.0.0.1:8291
 
+workflows/api/ gets each workflow in the API format (what POST /prompt takes; tools/api_client.py sends one).
 Each workflow gets a Markdown note (what it does, which file goes where, which VRAM preset), groups
 (load / prompt / sample / decode), the frontend's model metadata on the loaders of single-file models (so the
 missing-models dialog offers the download), and a saved view at a zoom where the frontend draws text (see
@@ -25,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "comfyui"))
-from workflow_format import extra_values, input_specs, is_widget  # noqa: E402
+from workflow_format import extra_values, input_specs, is_widget, ui_to_api  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workflow_specs.apps import APPS, BLUEPRINTS_SPEC  # noqa: E402
 from workflow_specs.graphs import WORKFLOWS  # noqa: E402
@@ -305,8 +306,12 @@ def main(argv=None):
         p.error(f"the server lacks {missing}: load this pack and ComfyUI-GGUF")
     OUT.mkdir(exist_ok=True)
     BLUEPRINTS.mkdir(exist_ok=True)
+    (OUT / "api").mkdir(exist_ok=True)
     for name, wf in WORKFLOWS.items():
-        (OUT / f"{name}.json").write_text(json.dumps(build(name, wf, info), indent=1, ensure_ascii=False) + "\n")
+        ui = build(name, wf, info)
+        (OUT / f"{name}.json").write_text(json.dumps(ui, indent=1, ensure_ascii=False) + "\n")
+        # the same graph in the API format POST /prompt takes (what scripts and services send), from the same spec
+        (OUT / "api" / f"{name}.json").write_text(json.dumps(ui_to_api(ui, info), indent=1, ensure_ascii=False) + "\n")
         zh = build(name + "_zh", chinese(wf, name), info, note_title="说明")
         (OUT / f"{name}_zh.json").write_text(json.dumps(zh, indent=1, ensure_ascii=False) + "\n")
         print("wrote", OUT / f"{name}.json", "and", OUT / f"{name}_zh.json")
