@@ -61,8 +61,8 @@ async def run(server: str, workflow: dict, out: Path) -> int:
                 elif m["type"] == "execution_interrupted":
                     print("\ninterrupted", file=sys.stderr)
                     return 1
-                elif m["type"] == "execution_success" or (m["type"] == "executing" and data.get("node") is None):
-                    break
+                elif m["type"] == "executing" and data.get("node") is None:
+                    break  # sent once the prompt's history is stored (execution_success comes before that)
         print(file=sys.stderr)
         async with http.get(f"{server}/history/{prompt_id}") as r:
             outputs = (await r.json())[prompt_id]["outputs"]

@@ -22,8 +22,11 @@ def test_each_api_file_is_its_ui_workflow(object_info):
     ui_files = sorted(p for p in (REPO / "workflows").glob("*.json") if not p.stem.endswith("_zh"))
     api_files = sorted((REPO / "workflows" / "api").glob("*.json"))
     assert [p.stem for p in api_files] == [p.stem for p in ui_files]
+    def graph(prompt):  # titles (_meta) are display names, which differ between host versions: not the graph
+        return {k: {f: v for f, v in n.items() if f != "_meta"} for k, n in prompt.items()}
     for ui, api in zip(ui_files, api_files):
-        assert json.loads(api.read_text()) == ui_to_api(json.loads(ui.read_text()), object_info), api.name
+        assert graph(json.loads(api.read_text())) == graph(ui_to_api(json.loads(ui.read_text()), object_info)), \
+            api.name
 
 
 def run_client(client, workflow: Path, out: Path, *args):
