@@ -5,7 +5,8 @@ argv: url, jobs.json, seed. jobs.json: [{"client": k, "prompt": {...}}, ...]. Pr
 {"clients": {k: {"queued": [pid...], "deleted": [...], "interrupted": [...], "events": [[type, prompt_id], ...],
 "texts": [[own prompt running or null, node], ...]}}}. A progress-text frame carries no prompt id, so each one is
 recorded with the client's own prompt that was running when it came (null: none of the client's prompts was).
-Returns when every queued prompt has ended or left the queue."""
+Returns when every queued prompt has ended or left the queue: it waits for events only (each prompt's end, and the
+"status" event the host sends every client whenever the queue changes), never for a time."""
 import asyncio
 import json
 import random
@@ -30,6 +31,8 @@ async def client_run(session, url, name, prompts, rng, record, interrupt_wanted)
                 raise RuntimeError(f"/prompt refused a crowd prompt: {json.dumps(body)[:1500]}")
             pid = body["prompt_id"]
             rec["queued"].append(pid)
+            if rng.random() < 0.12:  # interrupted when it starts (if it starts before it ends)
+                interrupt_wanted.add(pid)
             if rng.random() < 0.12:  # taken back soon after queueing (it may have started already)
                 await asyncio.sleep(rng.random() * 0.3)
                 async with session.post(f"{url}/queue", json={"delete": [pid]}) as r:
@@ -38,11 +41,7 @@ async def client_run(session, url, name, prompts, rng, record, interrupt_wanted)
             await asyncio.sleep(rng.random() * 0.2)
         pending = set(rec["queued"])
         while pending:
-            try:
-                msg = await asyncio.wait_for(ws.receive(), timeout=2.0)
-            except asyncio.TimeoutError:
-                pending = await still_pending(session, url, pending)
-                continue
+            msg = await ws.receive()
             if msg.type == aiohttp.WSMsgType.BINARY:
                 (kind,) = struct.unpack(">I", msg.data[:4])
                 if kind == 3:
@@ -53,6 +52,9 @@ async def client_run(session, url, name, prompts, rng, record, interrupt_wanted)
                 break
             m = json.loads(msg.data)
             d = m.get("data") or {}
+            if m["type"] == "status":  # the queue changed (the host says so to every client, deletions included):
+                pending = await still_pending(session, url, pending)  # a prompt deleted before it ran has left it
+                continue
             pid = d.get("prompt_id")
             if pid is None:
                 continue
@@ -93,27 +95,9 @@ async def main(url, jobs_path, seed):
     interrupt_wanted = set()
     record = {}
     async with aiohttp.ClientSession() as session:
-        # interrupts are chosen per prompt id once queued: a shared set the clients fill as they queue
-        tasks = []
-        for name, prompts in by_client.items():
-            tasks.append(client_run(session, url, name, prompts, random.Random(rng.random()), record,
-                                    interrupt_wanted))
-        watcher = asyncio.ensure_future(choose_interrupts(record, interrupt_wanted, random.Random(seed + 1)))
-        await asyncio.gather(*tasks)
-        watcher.cancel()
+        await asyncio.gather(*(client_run(session, url, name, prompts, random.Random(rng.random()), record,
+                                          interrupt_wanted) for name, prompts in by_client.items()))
     print(json.dumps({"clients": record}))
-
-
-async def choose_interrupts(record, wanted, rng):
-    seen = set()
-    while True:
-        for rec in list(record.values()):
-            for pid in rec["queued"]:
-                if pid not in seen:
-                    seen.add(pid)
-                    if rng.random() < 0.12:
-                        wanted.add(pid)
-        await asyncio.sleep(0.01)
 
 
 asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
