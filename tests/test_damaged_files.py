@@ -312,3 +312,11 @@ def test_an_unreadable_file_is_said_to_be_unreadable_not_truncated(tmp_path, tin
     with pytest.raises(NexusError, match="cannot be read: permission denied") as e:
         _load_bin(binfile)
     assert "truncated" not in str(e.value)
+
+
+def test_the_header_check_and_the_reader_know_the_same_dtypes():
+    """read_header refuses what the tensor reader cannot map, so the reader needs no check of its own."""
+    from nexus_core.files.safetensors_check import ITEM_BYTES
+    from nexus_core.files.safetensors_read import DTYPES
+    assert set(ITEM_BYTES) == set(DTYPES)
+    assert all(DTYPES[k].itemsize == n for k, n in ITEM_BYTES.items())

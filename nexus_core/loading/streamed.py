@@ -44,21 +44,16 @@ def take_prequantized(module: ScaledFp8Linear, name: str, leaf: str, stored, sto
     elif leaf == "weight_scale":
         check_shape(name, stored.shape, (module.out_features,))
         scale = stored.read().float()
-        mantissa, _ = torch.frexp(scale)
-        if not (torch.isfinite(scale).all() and (scale > 0).all() and (mantissa == 0.5).all()):
+        bad = ~(torch.isfinite(scale) & (scale > 0) & (torch.frexp(scale).mantissa == 0.5))
+        if bad.any():
             raise NexusError(f"{name} holds a scale that is not a positive, finite power of two (e.g. "
-                             f"{_first_bad(scale, mantissa)}): the file is damaged or was not made by nexus-gen")
+                             f"{float(scale[bad][0])}): the file is damaged or was not made by nexus-gen")
         module.weight_scale = scale
     elif leaf == "bias" and module.bias is not None:
         check_shape(name, stored.shape, (module.out_features,))
         module.bias = torch.nn.Parameter(stored.read().to(dtype), requires_grad=False)
     else:
         raise NexusError(f"unexpected tensor {name} in an fp8 layer")
-
-
-def _first_bad(scale: torch.Tensor, mantissa: torch.Tensor) -> float:
-    bad = ~(torch.isfinite(scale) & (scale > 0) & (mantissa == 0.5))
-    return float(scale[bad.nonzero()[0, 0]])
 
 
 def trim_heap() -> None:

@@ -144,16 +144,20 @@ class Plan:
         return sum(nbytes(s) for s in self.specs.values())
 
 
+def _check_depths(ar_layers, vision_layers, dit_blocks) -> None:
+    for name, v, lo in (("--ar-layers", ar_layers, 1), ("--vision-layers", vision_layers, 1),
+                        ("--dit-blocks (double)", dit_blocks[0], 1), ("--dit-blocks (single)", dit_blocks[1], 0)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+            raise NexusError(f"{name} must be a whole number, at least {lo}, got {v!r}")
+
+
 def plan(parts=PARTS, ar_layers: int = TEXT_LAYERS, vision_layers: int = VISION_LAYERS,
          dit_blocks: tuple[int, int] = DIT_BLOCKS, ids: dict | None = None) -> Plan:
     parts = tuple(dict.fromkeys(parts))
     unknown = set(parts) - set(PARTS)
     if unknown or not parts:
         raise NexusError(f"--parts takes a comma-separated subset of {','.join(PARTS)}, got {','.join(parts)}")
-    for name, v, lo in (("--ar-layers", ar_layers, 1), ("--vision-layers", vision_layers, 1),
-                        ("--dit-blocks (double)", dit_blocks[0], 1), ("--dit-blocks (single)", dit_blocks[1], 0)):
-        if not isinstance(v, int) or v < lo:
-            raise NexusError(f"{name} must be at least {lo}, got {v}")
+    _check_depths(ar_layers, vision_layers, dit_blocks)
     cfg = ar_config(ar_layers, vision_layers, ids)
     specs: dict[str, Spec] = {}
     if "ar" in parts:
@@ -256,10 +260,7 @@ def bytes_planned(parts=PARTS, ar_layers: int = TEXT_LAYERS, vision_layers: int 
     def dit(d, n):
         return nbytes(dit_spec(d, n))
 
-    for name, v, lo in (("--ar-layers", ar_layers, 1), ("--vision-layers", vision_layers, 1),
-                        ("--dit-blocks (double)", dit_blocks[0], 1), ("--dit-blocks (single)", dit_blocks[1], 0)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-            raise NexusError(f"{name} must be a whole number, at least {lo}, got {v!r}")
+    _check_depths(ar_layers, vision_layers, dit_blocks)
     total = 0
     if "ar" in parts:
         base = ar(1, 1)
@@ -293,13 +294,8 @@ def make_full_size(root, parts=PARTS, ar_layers: int = TEXT_LAYERS, vision_layer
         folder.mkdir(parents=True, exist_ok=True)
         ids = _tokenizer(folder, tokenizer_files)
     p = plan(parts, ar_layers, vision_layers, dit_blocks, ids)
-    free = shutil.disk_usage(root).free
     if announce is not None:
         announce(p, free)
-    need = p.bytes_needed()
-    if need > free:
-        raise NexusError(f"make-full-size needs {need / 1e9:.1f} GB in {root}, only {free / 1e9:.1f} GB are free: "
-                         "cut the depth (--ar-layers, --vision-layers, --dit-blocks) or write fewer --parts")
     progress = progress or (lambda name, k, n: None)
     out = {}
     if "ar" in p.specs:

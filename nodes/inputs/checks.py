@@ -36,7 +36,7 @@ def ar_folder(folder_paths, model: str):
         return bad
     from ...nexus_core.ar.checkpoint import inspect_ar_folder
     try:
-        inspect_ar_folder(paths.resolve_model_folder(folder_paths, model))  # config + shard headers only
+        inspect_ar_folder(paths.resolve_model_folder(folder_paths, model, listed))  # config + shard headers only
     except (NexusError, FileNotFoundError) as e:
         return f"model: {e}"
     return True

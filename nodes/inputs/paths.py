@@ -108,10 +108,11 @@ def ar_models(folder_paths) -> list[str]:
     return model_folders(search_roots(folder_paths, (FOLDER, "LLM")))
 
 
-def resolve_model_folder(folder_paths, rel: str) -> str:
-    """The path of a listed AR. Only a listed name is joined onto a root: an absolute name would replace the root
-    and '..' would leave it, and the listing (which follows links users placed in the folders) never holds either."""
-    if not isinstance(rel, str) or rel not in ar_models(folder_paths):
+def resolve_model_folder(folder_paths, rel: str, listed: list[str] | None = None) -> str:
+    """The path of a listed AR (`listed`: the listing, when the caller has just made it). Only a listed name is
+    joined onto a root: an absolute name would replace the root and '..' would leave it, and the listing (which
+    follows links users placed in the folders) never holds either."""
+    if not isinstance(rel, str) or rel not in (ar_models(folder_paths) if listed is None else listed):
         raise FileNotFoundError(f"Nexus-Gen model {str(rel)[:80]!r} is not one of the models listed under "
                                 f"models/{FOLDER} or models/LLM")
     for root in search_roots(folder_paths, (FOLDER, "LLM")):
