@@ -156,3 +156,20 @@ def test_a_folder_conversion_never_writes_over_a_file_it_reads(tmp_path, tiny_ro
     assert {p.name: _digest(p) for p in ar.iterdir()} == digests
     # a new file beside the shards is not a source: refused only if it exists and --overwrite is not given
     assert main(["convert", str(ar), "--out", str(tmp_path / "one.safetensors")]) == 0
+
+
+def test_a_decoder_conversion_never_writes_over_the_config_it_reads(tmp_path, tiny_root, capsys):
+    """An editing decoder's conversion reads the AR config.json beside it: an --out that is that file (here a
+    link named like an output) is refused and the config is kept."""
+    import shutil
+
+    folder = tmp_path / "Nexus-GenV2"
+    folder.mkdir()
+    shutil.copy(tiny_root / "Nexus-GenV2" / "edit_decoder.bin", folder / "edit_decoder.bin")
+    shutil.copy(tiny_root / "Nexus-GenV2" / "config.json", folder / "config.json")
+    before = _digest(folder / "config.json")
+    link = tmp_path / "edit.safetensors"
+    os.symlink(folder / "config.json", link)
+    assert main(["convert", str(folder / "edit_decoder.bin"), "--out", str(link), "--overwrite"]) == 2
+    assert "a file the conversion reads" in capsys.readouterr().err
+    assert _digest(folder / "config.json") == before

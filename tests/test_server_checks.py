@@ -417,3 +417,38 @@ def test_checkpoint_version_follows_the_prefill_table(tiny_root):
     assert ckpt.version == 2
     ckpt.nexus_tensors.pop("image_prefill_embeds.weight")
     assert ckpt.version == 1
+
+
+def test_an_unpacked_folder_of_another_user_is_not_trusted(tmp_path, monkeypatch):
+    """The same name in the shared temp folder, with the right files, but owned by another user: not used."""
+    import tempfile
+
+    from nexus_core.ar import checkpoint
+
+    if os.geteuid() != 0:
+        pytest.skip("making a folder owned by another user needs root")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    ar_file = tmp_path / "nexus_fp8.safetensors"
+    ar_file.write_bytes(b"weights")
+    meta = {"file/config.json": '{"model_type": "qwen2_5_vl"}'}
+    first = checkpoint._unpacked(ar_file, meta)
+    os.chown(first, 54321, 54321)  # as if another user had made it under this name
+    used = checkpoint._unpacked(ar_file, meta)
+    assert os.lstat(used).st_uid == os.getuid() and (used / "config.json").read_text() == meta["file/config.json"]
+
+
+def test_a_gguf_is_pointed_to_the_gguf_route(host):
+    """A Nexus-Gen GGUF is listed by the projector loader only; sent to the decoder loader it is refused with the
+    route that loads it, not as an unknown name."""
+    nodes, fp, root = host
+    dm = root / "models" / "nexus_gen"  # the pack lists .gguf there (in diffusion_models ComfyUI-GGUF's list does)
+    (dm / "nexus_gen_generation_decoder-Q8_0.gguf").write_bytes(b"GGUF" + bytes(60))
+    name = "nexus_gen_generation_decoder-Q8_0.gguf"
+    res = nodes.loaders.NexusGenDecoderLoader.validate_inputs(name)
+    assert isinstance(res, str) and "Unet Loader (GGUF)" in res and "Projector Loader" in res
+    assert nodes.loaders.NexusGenProjectorLoader.validate_inputs(name) is True
+    (dm / name).write_bytes(b"NOPE" + bytes(60))
+    assert "is not a GGUF file" in nodes.loaders.NexusGenProjectorLoader.validate_inputs(name)
