@@ -4,6 +4,10 @@ with your prompt and seed, follow its progress over the websocket, and save what
     python tools/api_client.py workflows/api/nexus_gen_text_to_image.json --prompt "a red fox in the snow" \\
         --seed 7 --server http://127.0.0.1:8188 --out out/
 
+With --workers the workflow goes to ComfyUI-Distributed's `POST /distributed/queue` on the master (--server), which
+sends it to those workers too: each makes its own image with its own seed (workflows/api/nexus_gen_distributed.json)
+and the master saves them all.
+
 Needs aiohttp (every ComfyUI environment has it). Prints progress per node, saves images into --out and prints text
 outputs (understanding); exits 1 when the server refuses the prompt or it fails, with the server's reason.
 """
@@ -32,18 +36,29 @@ def prepared(workflow: dict, prompt: str | None, seed: int | None) -> dict:
     return workflow
 
 
-async def run(server: str, workflow: dict, out: Path) -> int:
+def request(workflow: dict, client_id: str, workers: list[str] | None) -> tuple[str, dict]:
+    """Where to post and what: ComfyUI's /prompt, or with workers ComfyUI-Distributed's /distributed/queue (the
+    engine's API: the ids are those of its config, GET /distributed/config)."""
+    if workers is None:
+        return "/prompt", {"prompt": workflow, "client_id": client_id}
+    return "/distributed/queue", {"prompt": workflow, "client_id": client_id, "enabled_worker_ids": workers}
+
+
+async def run(server: str, workflow: dict, out: Path, workers: list[str] | None = None) -> int:
     import aiohttp  # here, so `prepared` can be used without it
 
     client_id = uuid.uuid4().hex
     async with aiohttp.ClientSession() as http:
         async with http.ws_connect(f"{server}/ws?clientId={client_id}", max_msg_size=0) as ws:
-            async with http.post(f"{server}/prompt", json={"prompt": workflow, "client_id": client_id}) as r:
-                body = await r.json()
-            if r.status != 200 or body.get("node_errors"):
+            path, payload = request(workflow, client_id, workers)
+            async with http.post(server + path, json=payload) as r:
+                body = await r.json(content_type=None)
+            if r.status != 200 or body.get("node_errors"):  # the engine answers 500 when a worker refuses it
                 print(f"refused: {json.dumps(body.get('node_errors') or body, ensure_ascii=False)[:2000]}",
                       file=sys.stderr)
                 return 1
+            if workers is not None:
+                print(f"sent to {body.get('worker_count', 0)} of {len(workers)} workers", file=sys.stderr)
             prompt_id = body["prompt_id"]
             async for msg in ws:  # progress of our prompt until it ends
                 if msg.type != aiohttp.WSMsgType.TEXT:
@@ -87,9 +102,12 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, help="every seed of the workflow (default: the workflow's own)")
     p.add_argument("--server", default="http://127.0.0.1:8188", help="the ComfyUI server")
     p.add_argument("--out", default="out", help="folder for the images")
+    p.add_argument("--workers", help="ComfyUI-Distributed worker ids, comma separated (GET /distributed/config on "
+                   "the master lists them): run the workflow on the master and these workers")
     a = p.parse_args(argv)
     workflow = prepared(json.loads(Path(a.workflow).read_text(encoding="utf-8")), a.prompt, a.seed)
-    return asyncio.run(run(a.server.rstrip("/"), workflow, Path(a.out)))
+    workers = [w.strip() for w in a.workers.split(",") if w.strip()] if a.workers is not None else None
+    return asyncio.run(run(a.server.rstrip("/"), workflow, Path(a.out), workers))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ BLUEPRINTS = ROOT / "subgraphs"
 PACK_ID = "comfyui-nexus-gen"
 PACK_VER = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
 GGUF_PROPS = {"cnr_id": "comfyui-gguf", "aux_id": "city96/ComfyUI-GGUF"}  # the Registry id (its pyproject name)
+DISTRIBUTED_PROPS = {"cnr_id": "comfyui-distributed", "aux_id": "robertvoy/ComfyUI-Distributed"}
 
 
 # -- geometry ---------------------------------------------------------------------------------------------------
@@ -67,7 +68,7 @@ def node_size(cls: str, info: dict) -> list[int]:
     if cls in HEIGHTS:
         return [WIDTHS.get(cls, 270), HEIGHTS[cls]]
     specs = input_specs(info)
-    widgets = sum(1 + extra_values(sp) for _n, sp in specs if is_widget(sp))
+    widgets = sum(1 + extra_values(sp, n) for n, sp in specs if is_widget(sp))
     sockets = sum(1 for _n, sp in specs if not is_widget(sp))
     return [WIDTHS.get(cls, 270), 20 + 20 * max(sockets, len(info["output"]), 1) + 24 * widgets]
 
@@ -137,20 +138,22 @@ def make_node(nid, key, cls, widgets, inputs, info, link_ids, order, pos, size, 
     if all_widget_inputs:  # the frontend lists sockets first, then the widgets
         node_inputs.sort(key=lambda e: "widget" in e)
     for name_, ispec in input_specs(info):
-        if is_widget(ispec) and name_ not in inputs:
+        if is_widget(ispec):  # a widget fed by a link keeps its value too, as the frontend saves it
             default = ispec[1].get("default") if len(ispec) > 1 and isinstance(ispec[1], dict) else None
             if default is None and name_ not in widgets:  # a file list can be empty on the building server
                 opts = ispec[0] if isinstance(ispec[0], list) else ispec[1].get("options", [None])
                 default = opts[0]
             values.append(widgets.get(name_, default))
-            if extra_values(ispec):
-                values.append(widgets.get("control_after_generate", "fixed")
-                              if ispec[1].get("control_after_generate") else "image")
+            if extra_values(ispec, name_):
+                upload = len(ispec) > 1 and isinstance(ispec[1], dict) and ispec[1].get("image_upload")
+                values.append("image" if upload else widgets.get("control_after_generate", "fixed"))
     props = {"Node name for S&R": cls}
     if cls.startswith("NexusGen"):
         props.update(cnr_id=PACK_ID, ver=PACK_VER)
     elif cls.endswith("GGUF"):
         props.update(GGUF_PROPS)
+    elif cls.startswith("Distributed"):
+        props.update(DISTRIBUTED_PROPS)
     else:
         props["cnr_id"] = "comfy-core"
     models = [{"name": v, "url": MODEL_URLS[v][0], "directory": MODEL_URLS[v][1]}
@@ -303,7 +306,7 @@ def main(argv=None):
         info = json.loads(r.read())
     missing = sorted({c for wf in WORKFLOWS.values() for _k, c, *_ in wf["graph"]} - set(info))
     if missing:
-        p.error(f"the server lacks {missing}: load this pack and ComfyUI-GGUF")
+        p.error(f"the server lacks {missing}: load this pack, ComfyUI-GGUF and ComfyUI-Distributed")
     OUT.mkdir(exist_ok=True)
     BLUEPRINTS.mkdir(exist_ok=True)
     (OUT / "api").mkdir(exist_ok=True)

@@ -2,7 +2,7 @@
 building the workflows (tools/build_workflows.py) and taking the screenshots (tools/screenshot_workflows.js).
 
     COMFYUI_PATH=~/ComfyUI COMFYUI_PYTHON=~/ComfyUI/venv/bin/python [COMFYUI_GGUF=~/ComfyUI-GGUF] \
-        python tools/tiny_comfy.py --dir /tmp/nexus_comfy --port 8291
+        [COMFYUI_DISTRIBUTED=~/ComfyUI-Distributed] python tools/tiny_comfy.py --dir /tmp/nexus_comfy --port 8291
 
 Prints the URL when the server answers, then waits; Ctrl+C (or SIGTERM) stops the server.
 """
@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def prepare(base: Path, comfy: Path) -> Path:
-    """models (tiny), custom_nodes (this pack + ComfyUI-GGUF if given), input/example.png; returns the paths yaml."""
+    """models (tiny), custom_nodes (this pack, ComfyUI-GGUF and ComfyUI-Distributed if given), input/example.png;
+    returns the paths yaml."""
     models, nodes_dir = base / "models", base / "custom_nodes"
     for d in ("custom_nodes", "output", "user", "input"):
         (base / d).mkdir(parents=True, exist_ok=True)
@@ -30,6 +31,7 @@ def prepare(base: Path, comfy: Path) -> Path:
         subprocess.run([sys.executable, "-m", "nexus_core.cli", "make-tiny", str(models), "--comfyui"], check=True,
                        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     sys.path.insert(0, str(REPO / "tests" / "comfyui"))
+    from host_launch import ENGINE_NAME, copy_engine
     from workflow_format import write_stand_ins
     write_stand_ins(models, (REPO / "workflows").glob("*.json"))  # the mixing workflows' LoRA, Redux, SigLIP
     links = {"ComfyUI-Nexus-Gen": REPO}
@@ -39,6 +41,9 @@ def prepare(base: Path, comfy: Path) -> Path:
         link = nodes_dir / name
         if not link.exists():
             link.symlink_to(target, target_is_directory=True)
+    engine = os.environ.get("COMFYUI_DISTRIBUTED")  # robertvoy/ComfyUI-Distributed, for the distributed workflow
+    if engine and not (nodes_dir / ENGINE_NAME).exists():
+        copy_engine(Path(engine), nodes_dir)
     example = base / "input" / "example.png"
     if not example.exists():
         if (comfy / "input" / "example.png").exists():

@@ -1,10 +1,6 @@
 """Start a real ComfyUI (COMFYUI_PATH) headless on 127.0.0.1 with only this pack and tiny models; skip without it."""
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -12,12 +8,6 @@ import pytest
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 PACK_NAME = "ComfyUI-Nexus-Gen"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +26,7 @@ def comfy_server(comfy_root, tmp_path_factory):
     """Yields (client, base_dir, log_path). Python: $COMFYUI_PYTHON (ComfyUI's own environment) or this one."""
     from client import Client
 
+    from host_launch import Host, copy_engine, write_paths_yaml
     from nexus_core.synthetic import make_tiny
     from workflow_format import write_stand_ins
 
@@ -49,46 +40,27 @@ def comfy_server(comfy_root, tmp_path_factory):
     gguf_pack = os.environ.get("COMFYUI_GGUF")  # city96/ComfyUI-GGUF, run beside ours when given
     if gguf_pack:
         (nodes_dir / "ComfyUI-GGUF").symlink_to(Path(gguf_pack), target_is_directory=True)
-    shutil.copy(comfy_root / "input" / "example.png", inp / "example.png") if (comfy_root / "input" / "example.png").exists() \
-        else _write_example(inp / "example.png")
-    yaml = base / "paths.yaml"
-    yaml.write_text("nexus_test:\n"
-                    f"    base_path: {models}\n"
-                    "    nexus_gen: nexus_gen\n    text_encoders: text_encoders\n    vae: vae\n"
-                    "    diffusion_models: diffusion_models\n    loras: loras\n    controlnet: controlnet\n"
-                    "    style_models: style_models\n    clip_vision: clip_vision\n"
-                    f"    custom_nodes: {nodes_dir}\n")
-    port = _free_port()
-    log = base / "comfyui.log"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE / "shim"), env.get("PYTHONPATH", "")])
-    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
-    cmd = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
-           "--extra-model-paths-config", str(yaml), "--output-directory", str(out), "--input-directory", str(inp),
-           "--user-directory", str(user), "--database-url", "sqlite:///:memory:"]
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=comfy_root, stdout=fh, stderr=subprocess.STDOUT, env=env)
-    client = Client(f"http://127.0.0.1:{port}")
-    started = time.monotonic()
+    engine = os.environ.get("COMFYUI_DISTRIBUTED")  # robertvoy/ComfyUI-Distributed: on one host it runs as one
+    if engine:
+        copy_engine(Path(engine), nodes_dir)
+    copy_example(comfy_root, inp / "example.png")
+    write_paths_yaml(base, models, nodes_dir)
+    host = Host(comfy_root, base)
+    client = Client(host.url)
     try:
-        while True:  # an event, not a clock: the server answers, or the process ends (a loaded machine is slow)
-            if proc.poll() is not None:
-                pytest.fail(f"ComfyUI exited early:\n{log.read_text()[-4000:]}")
-            try:
-                client.get("/system_stats")
-                break
-            except OSError:
-                if time.monotonic() - started > 1800:  # only so that a hung start cannot hang the suite
-                    pytest.fail(f"ComfyUI did not answer in 30 minutes:\n{log.read_text()[-4000:]}")
-                time.sleep(0.5)
-        client.started_in = time.monotonic() - started
-        yield client, base, log
+        host.start(pytest.fail)
+        client.started_in = host.started_in
+        yield client, base, host.log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        host.stop()
+
+
+def copy_example(comfy_root: Path, path: Path):
+    """The host's input/example.png, or a drawn stand-in where a deployment deleted it (the 0.33 fork)."""
+    if (comfy_root / "input" / "example.png").exists():
+        shutil.copy(comfy_root / "input" / "example.png", path)
+    else:
+        _write_example(path)
 
 
 def _write_example(path: Path):

@@ -4,7 +4,6 @@ import io
 import json
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -77,6 +76,13 @@ def skip_unless_gguf_runs(client, object_info, wf: dict):
                     "(the real-width GGUF is covered separately)")
 
 
+def skip_unless_engine_loaded(object_info, wf: dict):
+    """The distributed workflow needs robertvoy's ComfyUI-Distributed; on one host its nodes pass through."""
+    if any(n["type"].startswith("Distributed") and n["type"] not in object_info for n in wf["nodes"]):
+        pytest.skip("ComfyUI-Distributed is not loaded (set COMFYUI_DISTRIBUTED to a checkout of "
+                    "robertvoy/ComfyUI-Distributed)")
+
+
 # FLUX add-ons (a LoRA, Redux) are made for FLUX's real widths: these run on the real-width route instead
 # (test_mixing_real_route.py::test_mixing_workflows_run_on_the_real_route)
 REAL_WIDTH_ONLY = ("nexus_gen_lora_hires", "nexus_gen_redux")
@@ -89,6 +95,7 @@ def test_workflow_runs(comfy_server, object_info, path):
         pytest.skip("a FLUX add-on at FLUX's real widths: run on the real-width route (test_mixing_real_route.py)")
     wf = json.loads(path.read_text())
     skip_unless_gguf_runs(client, object_info, wf)
+    skip_unless_engine_loaded(object_info, wf)
     prompt = shrink(ui_to_api(wf, object_info))
     entry = client.run(prompt, wf)
     assert entry["status"]["status_str"] == "success", json.dumps(error_of(entry))[:3000]

@@ -16,6 +16,12 @@ BLUEPRINTS = sorted((REPO / "subgraphs").glob("*.json"))
 NEXUS = "https://huggingface.co/modelscope/Nexus-GenV2"
 TE = "https://huggingface.co/comfyanonymous/flux_text_encoders"
 FLUX = "https://huggingface.co/black-forest-labs/FLUX.1-dev"
+MS = "https://www.modelscope.cn/models/"
+HUBS = {  # the Chinese copies link ModelScope's copy of each file where it has one (SigLIP: none official)
+    NEXUS: MS + "DiffSynth-Studio/Nexus-GenV2", TE: MS + "AI-ModelScope/flux_text_encoders",
+    FLUX: MS + "black-forest-labs/FLUX.1-dev",
+    "https://huggingface.co/black-forest-labs/FLUX.1-Redux-dev": MS + "black-forest-labs/FLUX.1-Redux-dev",
+    "https://huggingface.co/alimama-creative/FLUX.1-Turbo-Alpha": MS + "alimama-creative/FLUX.1-Turbo-Alpha"}
 TITLE = 30
 NOTES = {"MarkdownNote", "Note"}
 
@@ -42,11 +48,12 @@ def test_note_says_what_where_and_which_preset(path):
     assert len(notes) == 1
     text = notes[0]["widgets_values"][0]
     types = {n["type"] for n in wf["nodes"]}
-    assert text.startswith("## ") and NEXUS in text and "models/nexus_gen/" in text
+    hub = HUBS.get if path.stem.endswith("_zh") else (lambda url: url)
+    assert text.startswith("## ") and hub(NEXUS) in text and "models/nexus_gen/" in text
     if "NexusGenTextEncoderLoader" in types:
-        assert TE in text and "models/text_encoders/" in text
+        assert hub(TE) in text and "models/text_encoders/" in text
     if "VAELoader" in types:
-        assert FLUX in text and "models/vae/" in text
+        assert hub(FLUX) in text and "models/vae/" in text
     assert "VRAM preset" in text and "VRAM presets" in text and "fp8_e4m3fn" in text
     if "NexusGenDecoderLoader" in types or "UnetLoaderGGUF" in types:
         for vram in ("8 GB", "12 GB", "16 GB", "24 GB", "48 GB"):
@@ -115,9 +122,9 @@ def test_chinese_copy_is_the_same_graph_in_chinese(path):
         for va, vb in zip(a["widgets_values"], b["widgets_values"], strict=True):
             # only what people read changes: notes, prompts and questions in Chinese, the prompt template zh
             assert va == vb or CJK.search(str(vb)) or (va, vb) == ("en", "zh"), (a["type"], va, vb)
-        if a["type"] in NOTES:
-            assert re.findall(r"\]\((https://[^)]+)\)", a["widgets_values"][0]) == \
-                re.findall(r"\]\((https://[^)]+)\)", b["widgets_values"][0])  # the same download links
+        if a["type"] in NOTES:  # the same download links, on ModelScope where it has the file
+            assert [HUBS.get(u, u) for u in re.findall(r"\]\((https://[^)]+)\)", a["widgets_values"][0])] == \
+                re.findall(r"\]\((https://[^)]+)\)", b["widgets_values"][0])
             code = r"`[^`]+`"  # the first file names and commands, as written
             assert re.findall(code, a["widgets_values"][0])[:3] == re.findall(code, b["widgets_values"][0])[:3]
 
@@ -182,3 +189,26 @@ def test_app_is_its_workflow_with_the_widgets_it_shows(path):
     for node_id, widget in data["inputs"]:
         assert node_id in nodes and nodes[node_id]["type"] not in NOTES and widget, (node_id, widget)
     assert all(nodes[i]["type"] == "SaveImage" for i in data["outputs"])
+
+
+@pytest.mark.parametrize("stem", ["nexus_gen_distributed", "nexus_gen_distributed_zh"])
+def test_distributed_workflow_seeds_every_worker_and_collects_after_decode(stem):
+    """ComfyUI-Distributed's pattern: one Distributed Seed feeding the AR's seed and the noise seed, a Distributed
+    Collector between VAE Decode and Save Image; the note says what each worker needs and how to add one."""
+    wf = load(REPO / "workflows" / f"{stem}.json")
+    by_id = {n["id"]: n for n in wf["nodes"]}
+    feeds = {}  # (target type, input name) -> source type
+    for _lid, src, _slot, dst, tslot, _typ in wf["links"]:
+        feeds[(by_id[dst]["type"], by_id[dst]["inputs"][tslot]["name"])] = by_id[src]["type"]
+    assert feeds[("NexusGenPromptEmbeds", "seed")] == "DistributedSeed"
+    assert feeds[("SamplerCustom", "noise_seed")] == "DistributedSeed"
+    assert feeds[("DistributedCollector", "images")] == "VAEDecode"
+    assert feeds[("SaveImage", "images")] == "DistributedCollector"
+    for n in wf["nodes"]:
+        if n["type"].startswith("Distributed"):
+            assert n["properties"]["cnr_id"] == "comfyui-distributed"
+            assert n["properties"]["aux_id"] == "robertvoy/ComfyUI-Distributed"
+    text = next(n for n in wf["nodes"] if n["type"] in NOTES)["widgets_values"][0]
+    for needed in ("+ 1", "+ 2", "Add Worker", "--listen --enable-cors-header", "16.6 GB", "24 GB", "6.8 GB",
+                   "0.6 GB", "https://github.com/robertvoy/ComfyUI-Distributed", "POST /distributed/queue"):
+        assert needed in text, needed

@@ -1,7 +1,8 @@
 """UI-format workflows (what ComfyUI's Save writes) -> API format (what POST /prompt takes), using /object_info.
 
 widgets_values are positional over the node's widget inputs in input order; the frontend adds one extra value
-after an INT with control_after_generate (the 'fixed/randomize' choice) and after an image_upload combo."""
+after an INT with control_after_generate or named seed or noise_seed (the 'fixed/randomize' choice) and after an
+image_upload combo."""
 from __future__ import annotations
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
@@ -22,9 +23,13 @@ def input_specs(info: dict) -> list[tuple[str, list]]:
     return out
 
 
-def extra_values(spec) -> int:
+def extra_values(spec, name: str = "") -> int:
+    """Values the frontend saves after a widget's own: the seed control ('fixed', 'randomize'...) of an INT that asks
+    for one, and of every INT named seed or noise_seed (the frontend adds it to those by name), and the upload
+    choice of an image combo."""
     opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-    return int(bool(opts.get("control_after_generate"))) + int(bool(opts.get("image_upload")))
+    control = opts.get("control_after_generate") or (spec[0] == "INT" and name in ("seed", "noise_seed"))
+    return int(bool(control)) + int(bool(opts.get("image_upload")))
 
 
 def ui_to_api(workflow: dict, object_info: dict) -> dict:
@@ -43,12 +48,12 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
                 inputs[name] = [str(link[1]), link[2]]
                 if is_widget(spec) and values:  # a widget converted to an input still holds a value
                     values.pop(0)
-                    del values[:extra_values(spec)]
+                    del values[:extra_values(spec, name)]
             elif is_widget(spec):
                 if not values:
                     continue
                 inputs[name] = values.pop(0)
-                del values[:extra_values(spec)]
+                del values[:extra_values(spec, name)]
         prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs,
                                    "_meta": {"title": node.get("title", info.get("display_name", node["type"]))}}
     return prompt

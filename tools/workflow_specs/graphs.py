@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .links import AR, EDIT_DEC, GEN_DEC, GGUF_FILE, IMG, LORA_FILE, REDUX_FILE, SIGLIP_FILE, TE, TE_T5, VAE
-from .notes import GGUF_HOWTO, LORA_HOWTO, REDUX_HOWTO, VRAM, VRAM_AR, files_md, note
+from .notes import DISTRIBUTED_HOWTO, GGUF_HOWTO, LORA_HOWTO, REDUX_HOWTO, VRAM, VRAM_AR, files_md, note
 
 def sampler_custom(steps, cfg, seed, latent="latent", negative=("neg", 0), model=("dec", 0)):
     return [
@@ -236,4 +236,43 @@ WORKFLOWS.update({
                   "with strength 0.5 keeps the prompt in charge; raise it toward 1 for more of the image, or use "
                   "multiply for the full Redux effect.",
                   files_md("generation_decoder.bin"), extra=REDUX_HOWTO)),
+})
+
+
+def distributed_graph():
+    """The text-to-image graph spread over ComfyUI-Distributed's workers: Distributed Seed feeds both the AR's seed
+    and the noise seed (the master keeps it, the k-th worker adds k), and Distributed Collector gathers every
+    process's image after VAE Decode, so that the master saves them all."""
+    graph = []
+    for key, cls, widgets, inputs in t2i_graph([AR, GEN_DEC, TE_T5, VAE], prefix="nexus_gen/distributed"):
+        if key == "embeds":
+            graph.append(("dseed", "DistributedSeed", {"seed": 52}, {}))
+            inputs = {**inputs, "seed": ("dseed", 0)}
+        elif key == "sampler":
+            inputs = {**inputs, "noise_seed": ("dseed", 0)}
+        elif key == "save":
+            graph.append(("collect", "DistributedCollector", {"load_balance": False}, {"images": ("decode", 0)}))
+            inputs = {"images": ("collect", 0)}
+        graph.append((key, cls, widgets, inputs))
+    return graph
+
+
+WORKFLOWS.update({
+    "nexus_gen_distributed": dict(
+        graph=distributed_graph(),
+        layout={"Load models": [["ar"], ["te"], ["dec"], ["vae"]],
+                "Prompt, seed per worker": [["dseed", "embeds", "reply"], ["cond", "neg"]],
+                "Sample": [["latent", "sched", "ksel"], ["sampler"]],
+                "Decode, collect": [["decode", "collect", "save"]]},
+        note=note("Nexus-Gen on several GPUs (ComfyUI-Distributed)",
+                  "The text-to-image workflow run on the master and on every worker of "
+                  "[ComfyUI-Distributed](https://github.com/robertvoy/ComfyUI-Distributed) at once, each with its "
+                  "own seed: one image per process per run, all saved by the master. Distributed Seed feeds both "
+                  "the AR's seed and the noise seed: the master uses the seed as set, worker 1 the seed + 1, "
+                  "worker 2 the seed + 2, and so on, so each image is exactly the one a single ComfyUI makes with "
+                  "that seed. Distributed Collector gathers the images after VAE Decode. Run it as usual: with "
+                  "workers ticked in the Distributed panel the engine sends it to them too (scripts post it to "
+                  "the engine's `POST /distributed/queue`); with none it runs here alone.",
+                  files_md("generation_decoder.bin", t5=True),
+                  extra=DISTRIBUTED_HOWTO)),
 })

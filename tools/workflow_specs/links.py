@@ -22,6 +22,20 @@ MODEL_URLS.update({
     SIGLIP_FILE: (HF_SIGLIP + "/resolve/main/sigclip_vision_patch14_384.safetensors", "clip_vision"),
 })
 
+# ModelScope copies of the same files, for the Chinese copies (much of Nexus-Gen's audience cannot reach Hugging Face).
+# Each address was checked against public sources (DiffSynth-Studio's README and examples, scripts that download from
+# them; see the README's file table). SigLIP has no official ModelScope copy: its link stays on Hugging Face. The
+# loaders' download metadata stays on Hugging Face too: the frontend downloads only from huggingface.co and civitai.
+MS = "https://www.modelscope.cn/models/"
+MS_NEXUS = MS + "DiffSynth-Studio/Nexus-GenV2"
+MS_TE = MS + "AI-ModelScope/flux_text_encoders"
+MS_FLUX = MS + "black-forest-labs/FLUX.1-dev"
+MS_REDUX = MS + "black-forest-labs/FLUX.1-Redux-dev"
+MS_TURBO = MS + "alimama-creative/FLUX.1-Turbo-Alpha"
+MODELSCOPE = {HF_NEXUS: MS_NEXUS, HF_TE: MS_TE, HF_FLUX: MS_FLUX, HF_REDUX: MS_REDUX, HF_TURBO: MS_TURBO}
+DOWNLOAD_AR = {"hf": "hf download modelscope/Nexus-GenV2 --local-dir models/nexus_gen/Nexus-GenV2",
+               "ms": "modelscope download --model DiffSynth-Studio/Nexus-GenV2 --local_dir models/nexus_gen/Nexus-GenV2"}
+
 AR = ("ar", "NexusGenARLoader", {"model": "Nexus-GenV2", "dtype": "auto"}, {})
 GEN_DEC = ("dec", "NexusGenDecoderLoader", {"decoder": "Nexus-GenV2/generation_decoder.bin", "weight_dtype": "default"}, {})
 EDIT_DEC = ("dec", "NexusGenDecoderLoader", {"decoder": "Nexus-GenV2/edit_decoder.bin", "weight_dtype": "default"}, {})

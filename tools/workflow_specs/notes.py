@@ -1,7 +1,7 @@
 """The workflows' notes in English: the VRAM presets, the file list, how-tos."""
 from __future__ import annotations
 
-from .links import GGUF_FILE, HF_FLUX, HF_NEXUS, HF_REDUX, HF_SIGLIP, HF_TE, HF_TURBO, LORA_FILE
+from .links import GGUF_FILE, HF_FLUX, HF_NEXUS, HF_REDUX, HF_SIGLIP, HF_TE, HF_TURBO, LORA_FILE, MODELSCOPE
 
 VRAM = ("**VRAM preset** (AR = AR Model Loader, DiT = Decoder Loader):\n"
         "- 8 GB: AR `weight_dtype` fp8_e4m3fn (ComfyUI streams what does not fit; or `device` cpu, about 9 GB of "
@@ -37,17 +37,22 @@ FILES_TEXT = {  # the note's file list, per language: {name} fields are filled i
 }
 
 
+def hub(url: str, lang: str) -> str:
+    """Where a file is linked for a language: ModelScope's copy in the Chinese notes where there is one."""
+    return MODELSCOPE.get(url, url) if lang == "zh" else url
+
+
 def files_md(decoder: str | None, t5: bool = False, vae: bool = True, gguf: bool = False, lang: str = "en") -> str:
     text = FILES_TEXT[lang]
-    lines = [text["head"], text["ar"].format(hf=HF_NEXUS)]
+    lines = [text["head"], text["ar"].format(hf=hub(HF_NEXUS, lang))]
     if decoder:
         lines[-1] += text["decoder"].format(decoder=decoder)
     if gguf:
         lines.append(text["gguf"].format(gguf=GGUF_FILE))
     if decoder or gguf:
-        lines.append(text["te"].format(te="clip_l.safetensors" + (text["t5"] if t5 else ""), hf=HF_TE))
+        lines.append(text["te"].format(te="clip_l.safetensors" + (text["t5"] if t5 else ""), hf=hub(HF_TE, lang)))
     if vae:
-        lines.append(text["vae"].format(hf=HF_FLUX))
+        lines.append(text["vae"].format(hf=hub(HF_FLUX, lang)))
     return "\n".join(lines)
 
 
@@ -73,3 +78,14 @@ LORA_HOWTO = ("**The LoRA**: the example is FLUX.1-Turbo-Alpha (diffusers layout
 REDUX_HOWTO = ("**Redux files**: [flux1-redux-dev.safetensors]({redux}) (accept its licence first) into "
                "`models/style_models/`, and [sigclip_vision_patch14_384.safetensors]({siglip}) into "
                "`models/clip_vision/`.").format(redux=HF_REDUX, siglip=HF_SIGLIP)
+
+
+DISTRIBUTED_HOWTO = (
+    "**Every worker needs the same files** in its own model folders (the list above: 16.6 GB for the AR folder, "
+    "or 8.9 GB as one fp8 file, 24 GB for the decoder or 6.8 GB as GGUF Q4_0, 0.6 GB for CLIP-L and the AE, "
+    "9.5 GB for T5) and this pack; input images are sent to remote workers by the engine. **Adding a worker**: "
+    "start ComfyUI on it with `--listen --enable-cors-header` (the master needs `--enable-cors-header` too), then "
+    "in the master's Distributed panel *Add Worker* (another GPU of this machine: local; another machine: remote, "
+    "its address and port) and tick it. The AR's reply "
+    "below the prompt is the master's own; understanding workflows (text only) run on the master alone, as the "
+    "collector gathers images.")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .links import GGUF_FILE, HF_REDUX, HF_SIGLIP, HF_TURBO, LORA_FILE
-from .notes import files_md, note
+from .notes import files_md, hub, note
 
 # -- Chinese copies (<name>_zh.json): the same graphs with Chinese notes, group titles and prompts ----------------
 # Nexus-Gen is trained on Chinese and English prompts; the frontend translates our node names itself
@@ -28,7 +28,8 @@ GROUPS_ZH = {"Load models": "加载模型", "Load model": "加载模型", "Promp
              "Prompt: image + instruction": "提示：图像 + 指令", "Image + question": "图像 + 问题", "Answer": "回答",
              "Prompt: image embeddings": "提示：图像嵌入", "Prompt: text + image blend": "提示：文本与图像混合",
              "Sample": "采样", "Sample, upscale, sample again": "采样、放大、再采样", "Decode": "解码",
-             "Prompt: text + style image (Redux)": "提示：文本 + 风格图像（Redux）"}
+             "Prompt: text + style image (Redux)": "提示：文本 + 风格图像（Redux）",
+             "Prompt, seed per worker": "提示词，每个工作节点一个种子", "Decode, collect": "解码、汇集"}
 TEXTS_ZH = {  # widget values people read and change: prompts, instructions, questions
     "A red fox sitting in the snow at sunset.": "夕阳下，一只红狐狸坐在雪地里。",
     "Add a pair of sunglasses.": "给人物戴上一副墨镜。",
@@ -82,14 +83,14 @@ NOTES_ZH = {
 
 
 LORA_HOWTO_ZH = ("**LoRA**：示例为 FLUX.1-Turbo-Alpha（diffusers 格式，为 8 步设计）：把它的 "
-                 f"[diffusion_pytorch_model.safetensors]({HF_TURBO}) 放到 `models/loras/`，命名为 `{LORA_FILE}`。"
+                 f"[diffusion_pytorch_model.safetensors]({hub(HF_TURBO, 'zh')}) 放到 `models/loras/`，命名为 `{LORA_FILE}`。"
                  "任何 ComfyUI/BFL、kohya 或 diffusers 格式的 FLUX.1-dev LoRA 用法相同；若 LoRA 适用于常见的 20-50 步，"
                  "请调高两个 KSampler 的步数。XLabs 格式的 LoRA（键名为 `double_blocks.N.processor...`）会被 ComfyUI "
                  "的加载器整个跳过，LoRA 节点上会提示：先用 "
                  "`nexus-gen convert-lora 文件 --out models/loras/新文件.safetensors` 转换一次。两个解码器是微调过的 FLUX.1-dev DiT，LoRA 的效果可能比在 FLUX.1-dev 上弱或不同。")
 REDUX_HOWTO_ZH = ("**Redux 文件**：[flux1-redux-dev.safetensors]({redux})（需先接受其许可）放到 `models/style_models/`，"
                   "[sigclip_vision_patch14_384.safetensors]({siglip}) 放到 `models/clip_vision/`。"
-                  ).format(redux=HF_REDUX, siglip=HF_SIGLIP)
+                  ).format(redux=hub(HF_REDUX, "zh"), siglip=HF_SIGLIP)
 NOTES_ZH.update({
     "nexus_gen_lora_hires": note(
         "Nexus-Gen + FLUX LoRA，高清二次采样",
@@ -103,6 +104,24 @@ NOTES_ZH.update({
         "调向 1，或改用 multiply 得到完整的 Redux 效果。",
         files_md("generation_decoder.bin", lang="zh"), vram=VRAM_ZH, extra=REDUX_HOWTO_ZH),
 })
+
+
+DISTRIBUTED_HOWTO_ZH = (
+    "**每个工作节点都需要同样的文件**，放在它自己的模型文件夹里（见上面的列表：AR 文件夹 16.6 GB，或单个 fp8 文件 "
+    "8.9 GB；解码器 24 GB，或 GGUF Q4_0 6.8 GB；CLIP-L 和 AE 共 0.6 GB；T5 9.5 GB），也都要装本插件；输入图像由引擎"
+    "发送给远程工作节点。**添加工作节点**：在该机器上用 `--listen --enable-cors-header` 启动 ComfyUI（主节点也需要 "
+    "`--enable-cors-header`），然后在主节点的 Distributed 面板中点 *Add Worker*（本机的另一块 GPU 选 local，另一台"
+    "机器选 remote 并填写地址和端口），再勾选它。提示词下方 AR 的回复是主节点自己的；图像理解工作流（只输出文本）"
+    "只在主节点上运行，因为收集器只汇集图像。")
+NOTES_ZH["nexus_gen_distributed"] = note(
+    "Nexus-Gen 多 GPU 并行（ComfyUI-Distributed）",
+    "文生图工作流同时在主节点和 [ComfyUI-Distributed](https://github.com/robertvoy/ComfyUI-Distributed) 的每个工作"
+    "节点上运行，各用各的种子：每次运行每个进程出一张图，全部由主节点保存。Distributed Seed 同时接到 AR 的种子和噪声"
+    "种子：主节点用设定的种子，工作节点 1 用种子 + 1，工作节点 2 用种子 + 2，依此类推，所以每张图都与单台 ComfyUI "
+    "用该种子生成的图完全相同。Distributed Collector 在 VAE 解码之后汇集图像。照常运行即可：在 Distributed 面板中"
+    "勾选了工作节点时，引擎会把工作流也发给它们（脚本可以发送到引擎的 `POST /distributed/queue`）；没有勾选时只在本机"
+    "运行。",
+    files_md("generation_decoder.bin", t5=True, lang="zh"), vram=VRAM_ZH, extra=DISTRIBUTED_HOWTO_ZH)
 
 
 def chinese(wf: dict, name: str) -> dict:
