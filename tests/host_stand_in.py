@@ -132,8 +132,10 @@ def _ops_module():
     ops.CASTS = []
 
     def cast_bias_weight(s, input=None, dtype=None, device=None, bias_dtype=None, offloadable=False):
-        weight = s.weight.to(device=input.device, dtype=input.dtype)
-        bias = None if s.bias is None else s.bias.to(device=input.device, dtype=input.dtype)
+        # the input's dtype unless given; an Embedding's input is ids, and the host keeps its table's dtype then
+        dtype = dtype or (input.dtype if input.is_floating_point() else s.weight.dtype)
+        weight = s.weight.to(device=device or input.device, dtype=dtype)
+        bias = None if s.bias is None else s.bias.to(device=device or input.device, dtype=bias_dtype or dtype)
         ops.CASTS.append(("cast", s))
         return (weight, bias, "stream") if offloadable else (weight, bias)
 
@@ -152,8 +154,13 @@ def _ops_module():
             def forward_comfy_cast_weights(self, input, *args, **kwargs):
                 weight, bias, stream = cast_bias_weight(self, input, offloadable=True)
                 try:
-                    return self._conv_forward(input, weight, bias) if hasattr(self, "_conv_forward") else \
-                        torch.nn.functional.linear(input, weight, bias)
+                    if hasattr(self, "_conv_forward"):
+                        return self._conv_forward(input, weight, bias)
+                    if isinstance(self, torch.nn.Embedding):
+                        return torch.nn.functional.embedding(input, weight, self.padding_idx)
+                    if isinstance(self, torch.nn.LayerNorm):
+                        return torch.nn.functional.layer_norm(input, self.normalized_shape, weight, bias, self.eps)
+                    return torch.nn.functional.linear(input, weight, bias)
                 finally:
                     uncast_bias_weight(self, weight, bias, stream)
 

@@ -201,3 +201,32 @@ def test_a_decoder_check_is_redone_when_the_file_changes(host, tmp_path, tiny_ro
     f.write_bytes(good)
     os.utime(f, ns=(3_000_000_000, 3_000_000_000))
     assert checks._decoder_problem(str(f)) is None
+
+
+@pytest.mark.parametrize("weight_dtype", [None, "fp8_e4m3fn"])
+def test_the_ar_under_cast_layers_casts_its_head_a_block_at_a_time(host, tiny_root, weight_dtype, monkeypatch):
+    """ARHandle.wrap splits the output head before the host sees it: each call then casts one block (never more
+    than the block size once cast), every cast is given back, and the logits and image embeddings are the unsplit
+    AR's, bit for bit in bfloat16. Thresholds made small so the tiny head takes the path."""
+    nodes, _, _ = host
+    pack = host_stand_in.PACK
+    core = sys.modules[f"{pack}.nexus_core.ar"]
+    fp8 = sys.modules[f"{pack}.nexus_core.memory.fp8"]
+    whole = core.load_ar(tiny_root / "Nexus-GenV2", "cpu", "bfloat16", weight_dtype=weight_dtype)
+    ar = core.load_ar(tiny_root / "Nexus-GenV2", "cpu", "bfloat16", weight_dtype=weight_dtype)
+    block = ar.hidden_size * 2 * 7  # 7 rows
+    monkeypatch.setattr(fp8, "CAST_WHOLE_UP_TO", block)
+    monkeypatch.setattr(fp8, "CAST_BLOCK_BYTES", block)
+    nodes.host.ar_handle.ARHandle.wrap(ar)  # splits, then builds the host's patcher (a stand-in here)
+    head = ar.model.lm_head
+    assert type(head).__name__ == "RowBlocks" and all(getattr(b, "comfy_cast_weights", False) for b in head.blocks)
+    ops = sys.modules["comfy.ops"]
+    ops.CASTS.clear()
+    hidden = torch.randn(ar.hidden_size, generator=torch.Generator().manual_seed(2)).to(torch.bfloat16)
+    got = ar.logits(hidden)
+    casts = [s for kind, s in ops.CASTS if kind == "cast"]
+    assert len(casts) == len(head.blocks) and [k for k, _ in ops.CASTS].count("uncast") == len(casts)
+    assert all(s.weight.numel() * 2 <= block for s in casts)
+    assert torch.equal(got, whole.logits(hidden))
+    req = [core.generation_request("a red fox in the snow", "en")]
+    assert torch.equal(core.predict(ar, req, "fast").embeddings, core.predict(whole, req, "fast").embeddings)

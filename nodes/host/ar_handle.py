@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
+from ...nexus_core.memory.row_blocks import split_large_linears
 from .memory import device_context, ensure_loaded, patcher_for
 
 
@@ -15,6 +16,9 @@ class ARHandle:
 
     @classmethod
     def wrap(cls, ar, name: str = "", load_device=None) -> "ARHandle":
+        # The host casts a layer's weight whole on every call: the output head (1.1 GB once cast to bf16) becomes
+        # blocks of at most 64 MB first, so a generated token holds one block's cast in VRAM, not the whole head.
+        split_large_linears(ar.model, ar.dtype)
         return cls(ar, patcher_for(ar.model, load_device), name)
 
     def ready(self):

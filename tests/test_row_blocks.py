@@ -1,0 +1,96 @@
+"""A Linear split into blocks of output rows (nexus_core/memory/row_blocks.py, issue 33 item 2 under a host that
+casts each layer whole): the same outputs as the whole layer (bit for bit in bfloat16; in float32 within the bound
+of another summation order), a block never larger than asked once cast, the split made only above the threshold,
+no copy of the weight, and tied weights left whole. The oracle is the unsplit layer."""
+import pytest
+import torch
+
+from nexus_core.memory.fp8 import ScaledFp8Linear
+from nexus_core.memory.row_blocks import RowBlocks, split_large_linears
+
+
+def linear(out_features, in_features, bias, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lin = torch.nn.Linear(in_features, out_features, bias=bias)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(out_features, in_features, generator=g) * torch.logspace(-2, 1, out_features)[:, None])
+        if bias:
+            lin.bias.copy_(torch.randn(out_features, generator=g))
+    return lin
+
+
+def split_one(layer, dtype, rows):
+    root = torch.nn.Sequential(layer)
+    size = torch.empty(0, dtype=dtype).element_size()
+    names = split_large_linears(root, dtype, whole_up_to=0, block_bytes=layer.in_features * size * rows)
+    assert names == ["0"] and isinstance(root[0], RowBlocks)
+    return root[0]
+
+
+def within_summation_bound(got, want, x, weight):
+    terms = x.abs().double() @ weight.abs().double().T
+    bound = 2 * x.shape[-1] * torch.finfo(torch.float32).eps * terms + 1e-30
+    return bool(((got.double() - want.double()).abs() <= bound).all())
+
+
+@pytest.mark.parametrize("kind", ["linear", "fp8"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("rows", [1, 37, 250, 999, 1000, 5000])
+def test_blocks_give_the_whole_layers_outputs(kind, dtype, bias, rows):
+    base = linear(1000, 96, bias)
+    whole = ScaledFp8Linear.from_linear(base, torch.float8_e4m3fn) if kind == "fp8" else base.to(dtype)
+    x = torch.randn(2, 5, 96, generator=torch.Generator().manual_seed(1)).to(dtype)
+    want = whole(x)
+    blocks = split_one(whole, dtype, rows)
+    assert len(blocks.blocks) == -(-1000 // rows)
+    assert [b.out_features for b in blocks.blocks][:-1] == [rows] * (len(blocks.blocks) - 1)
+    got = blocks(x)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    if dtype == torch.bfloat16:
+        assert torch.equal(got, want)
+    else:
+        w = whole.dequantized_weight() if kind == "fp8" else whole.weight
+        assert within_summation_bound(got, want, x, w)
+
+
+def test_blocks_are_views_of_the_weight_not_copies():
+    layer = ScaledFp8Linear.from_linear(linear(100, 32, True), torch.float8_e4m3fn)
+    start, end = layer.weight.data_ptr(), layer.weight.data_ptr() + layer.weight.numel()
+    blocks = split_one(layer, torch.bfloat16, 30)
+    for b in blocks.blocks:
+        assert start <= b.weight.data_ptr() < end
+        assert b.weight.untyped_storage().data_ptr() == layer.weight.untyped_storage().data_ptr()
+    joined = torch.cat([b.weight_scale for b in blocks.blocks])
+    assert torch.equal(joined, layer.weight_scale)  # each block keeps its rows' scales
+
+
+def test_only_layers_above_the_threshold_are_split_and_blocks_stay_under_the_block_size():
+    size = 2  # bf16
+    root = torch.nn.ModuleDict({"at": torch.nn.Linear(10, 50, bias=False), "above": torch.nn.Linear(10, 51, bias=False)})
+    limit = 50 * 10 * size
+    names = split_large_linears(root, torch.bfloat16, whole_up_to=limit, block_bytes=7 * 10 * size)
+    assert names == ["above"]
+    assert type(root["at"]) is torch.nn.Linear
+    assert all(b.weight.numel() * size <= 7 * 10 * size for b in root["above"].blocks)
+    assert sum(b.out_features for b in root["above"].blocks) == 51
+
+
+def test_a_tied_weight_is_left_whole():
+    emb = torch.nn.Embedding(300, 16)
+    head = torch.nn.Linear(16, 300, bias=False)
+    head.weight = emb.weight
+    root = torch.nn.ModuleDict({"emb": emb, "head": head})
+    assert split_large_linears(root, torch.float32, whole_up_to=0, block_bytes=16 * 4 * 10) == []
+    assert root["head"].weight is root["emb"].weight
+
+
+def test_the_real_head_is_split_into_blocks_of_at_most_64_mb():
+    """The thresholds at the real widths, on the meta device: the output head (152,064 x 3,584) is split in bf16,
+    the MLP layers (18,944 x 3,584) are not."""
+    with torch.device("meta"):
+        root = torch.nn.ModuleDict({"lm_head": torch.nn.Linear(3584, 152064, bias=False),
+                                    "mlp": torch.nn.Linear(3584, 18944, bias=False)})
+    assert split_large_linears(root, torch.bfloat16) == ["lm_head"]
+    sizes = [b.weight.numel() * 2 for b in root["lm_head"].blocks]
+    assert max(sizes) <= 64 << 20 and len(sizes) == 17
