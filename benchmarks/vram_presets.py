@@ -86,6 +86,25 @@ def dit_bytes(choice: str, d: dict) -> float:
     return d.get(first, d["fp8_e4m3fn"])
 
 
+def predicted(vram: int, tflops: float, tbps: float, ar: dict, d: dict, flops: dict) -> dict:
+    """{size: (peak VRAM bytes, streams?, seconds per image)} of the preset for a card (the model above)."""
+    ar_choice, _ar_dev, dit_choice, _t5 = PRESETS[vram]
+    ar_w, dit_w = ar[ar_choice], dit_bytes(dit_choice, d)
+    out = {}
+    for size in (512, 1024):
+        budget = vram * GB - ACTIVATIONS[size]
+        resident_dit = min(dit_w, budget)
+        streamed_dit = dit_w - resident_dit
+        resident_ar = min(ar_w, budget)
+        streamed_ar = ar_w - resident_ar
+        peak = max(resident_dit, resident_ar) + ACTIVATIONS[size]
+        t_dit = STEPS * (flops[size] / (tflops * 1e12 * MFU) + 2 * streamed_dit / PCIE)
+        t_ar = (REPLY_TOKENS + 1) * (resident_ar / (tbps * 1e12) + streamed_ar / PCIE)
+        t_load = dit_w / PCIE * (streamed_dit == 0) + ar_w / PCIE * (streamed_ar == 0)  # swap in once per image
+        out[size] = (peak, bool(streamed_dit or streamed_ar), t_dit + t_ar + t_load)
+    return out
+
+
 def main(argv=None):
     ar, d, t5_16, t5_8, clip, vae, flops = models()
     print("Weights (exact, meta device):")
@@ -102,21 +121,9 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|---|---|")
     for vram, card, tflops, tbps in CARDS:
         ar_choice, ar_dev, dit_choice, t5_choice = PRESETS[vram]
-        ar_w, dit_w = ar[ar_choice], dit_bytes(dit_choice, d)
-        cells = []
-        times = []
-        for size in (512, 1024):
-            budget = vram * GB - ACTIVATIONS[size]
-            resident_dit = min(dit_w, budget)
-            streamed_dit = dit_w - resident_dit
-            resident_ar = min(ar_w, budget)
-            streamed_ar = ar_w - resident_ar
-            peak = max(resident_dit, resident_ar) + ACTIVATIONS[size]
-            t_dit = STEPS * (flops[size] / (tflops * 1e12 * MFU) + 2 * streamed_dit / PCIE)
-            t_ar = (REPLY_TOKENS + 1) * (resident_ar / (tbps * 1e12) + streamed_ar / PCIE)
-            t_load = dit_w / PCIE * (streamed_dit == 0) + ar_w / PCIE * (streamed_ar == 0)  # swap in once per image
-            cells.append(f"{peak / GB:.1f} GB" + (" (streams)" if streamed_dit or streamed_ar else ""))
-            times.append(f"{t_dit + t_ar + t_load:.0f}")
+        rows = predicted(vram, tflops, tbps, ar, d, flops)
+        cells = [f"{rows[s][0] / GB:.1f} GB" + (" (streams)" if rows[s][1] else "") for s in (512, 1024)]
+        times = [f"{rows[s][2]:.0f}" for s in (512, 1024)]
         print(f"| {vram} GB | {card} ({tflops}) | {ar_choice} / {ar_dev} | {dit_choice} | {t5_choice} | {cells[0]} "
               f"| {cells[1]} | {times[0]} | {times[1]} |")
     print("\nAssumptions: 45 % of the card's dense bf16 peak, 20 GB/s over PCIe, AR and DiT swapped once per image "

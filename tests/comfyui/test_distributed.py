@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 API = REPO / "workflows" / "api"
 pytestmark = pytest.mark.comfyui
 SMALL = dict(steps=2, width=64, height=64, tokens=90)
-RUNS = []  # (workflow, workers, images, equal to a single host, seconds): printed at the end for the notes
+RUNS = []  # (workflow, workers, images, equal to a single host, seconds, one image alone): printed for the notes
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +115,10 @@ def run_distributed(cluster, tmp_path, name: str, base: dict, seed: int, workers
     for i, a in enumerate(images):
         for b in images[i + 1:]:
             assert not np.array_equal(a, b), "two processes made the same image: the seeds were not varied"
+    started = time.monotonic()
     equal = [np.array_equal(img, single_host(cluster, base, seed + k)) for k, img in enumerate(images)]
-    RUNS.append((name, workers, len(images), all(equal), round(seconds, 1)))
+    alone = (time.monotonic() - started) / len(images)
+    RUNS.append((name, workers, len(images), all(equal), round(seconds, 1), f"alone {alone:.1f} s per image"))
     assert all(equal), f"not the single host's image for seed + k, k = {[k for k, e in enumerate(equal) if not e]}"
     return images
 
