@@ -230,3 +230,38 @@ def test_the_ar_under_cast_layers_casts_its_head_a_block_at_a_time(host, tiny_ro
     assert torch.equal(got, whole.logits(hidden))
     req = [core.generation_request("a red fox in the snow", "en")]
     assert torch.equal(core.predict(ar, req, "fast").embeddings, core.predict(whole, req, "fast").embeddings)
+
+
+def test_the_fp8_cast_layer_multiplies_in_fp8_where_the_host_does(host, monkeypatch):
+    """Where the host would multiply its own fp8 layers in fp8 (fp8 compute, --fast fp8_matrix_mult), the AR's fp8
+    layer does too: the host fetches the weight still in fp8, the product is the core's fp8 product, and the cast
+    is given back. A CPU is never such a device."""
+    nodes, _, _ = host
+    cast_ops = nodes.host.cast_ops
+    pack = host_stand_in.PACK
+    Scaled = sys.modules[f"{pack}.nexus_core.memory.fp8"].ScaledFp8Linear
+    mm8 = sys.modules[f"{pack}.nexus_core.memory.fp8_matmul"]
+    assert cast_ops.host_fp8_matmul(torch.device("cpu")) is False
+    g = torch.Generator().manual_seed(4)
+    linear = torch.nn.Linear(32, 48)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(48, 32, generator=g) * 0.05)
+    layer = Scaled.from_linear(linear, torch.float8_e4m3fn)
+    root = torch.nn.Sequential(layer)
+    cast_ops.cast_on_demand(root)
+    x = torch.randn(3, 32, generator=g).to(torch.bfloat16)
+    want = mm8.scaled_fp8_linear(x, layer.weight, layer.weight_scale, layer.bias)
+    monkeypatch.setattr(cast_ops, "host_fp8_matmul", lambda device: True)
+    seen = []
+    real = sys.modules["comfy.ops"].cast_bias_weight
+
+    def spy(s, input=None, dtype=None, **kw):
+        seen.append(dtype)
+        return real(s, input, dtype=dtype, **kw)
+    monkeypatch.setattr(sys.modules["comfy.ops"], "cast_bias_weight", spy)
+    ops = sys.modules["comfy.ops"]
+    ops.CASTS.clear()
+    got = root[0](x)
+    assert seen == [torch.float8_e4m3fn]  # the weight reached the product in fp8
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert [c[0] for c in ops.CASTS] == ["cast", "uncast"]

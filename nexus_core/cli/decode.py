@@ -28,9 +28,31 @@ def load_model(a):
             ar.device = device
     else:
         ar = load_ar(a.model, a.device, a.dtype, weight_dtype=a.ar_dtype)
+    fp8_options(ar, a)
     print(f"loaded {a.model} (Nexus-Gen V{ar.version}, {ar.dtype}, {ar.device}) in {time.perf_counter() - t:.1f}s",
           file=sys.stderr)
     return ar
+
+
+def fp8_options(ar, a) -> None:
+    """--fp8-table and --fp8-matmul, for an AR whose Linears are in fp8 (asked or stored so)."""
+    import torch
+
+    from ..memory import fp8_matmul
+    from ..memory.fp8 import ScaledFp8Linear, store_embeddings_fp8
+
+    stored = {m.weight.dtype for m in ar.model.modules() if isinstance(m, ScaledFp8Linear) and m.weight is not None}
+    if not stored:
+        if getattr(a, "fp8_table", False) or getattr(a, "fp8_matmul", False):
+            print("--fp8-table and --fp8-matmul need an fp8 AR (--ar-dtype fp8_e4m3fn): ignored", file=sys.stderr)
+        return
+    if getattr(a, "fp8_table", False):
+        store_embeddings_fp8(ar.model, next(iter(stored)), ar.dtype)
+    if getattr(a, "fp8_matmul", False):
+        fp8_matmul.MATMUL_DEVICES.add("cuda")
+        if not (ar.device.type == "cuda" and fp8_matmul.device_can(ar.device) and torch.float8_e4m3fn in stored):
+            print("--fp8-matmul: this device has no fp8 matrix multiply (or the AR is not e4m3): casting instead",
+                  file=sys.stderr)
 
 
 def run_decode(a, kind, embeds, reference=None, texts=(), ar=None, timings=None):

@@ -45,6 +45,14 @@ def _common(p: argparse.ArgumentParser, model: bool = True):
         p.add_argument("--ar-dtype", choices=["default", "fp8_e4m3fn", "fp8_e5m2"], default="default",
                        help="storage of the AR's Linear weights: fp8_e4m3fn halves it (16.6 -> 8.9 GB) with per-row "
                             "scales, computing in --dtype")
+        p.add_argument("--fp8-table", action="store_true",
+                       help="with an fp8 --ar-dtype, also the input embedding table (1.1 -> 0.55 GB) with per-row "
+                            "scales; off by default: it moves the predicted embeddings a little further (README, "
+                            "fp8 AR fidelity)")
+        p.add_argument("--fp8-matmul", action="store_true",
+                       help="with an fp8 --ar-dtype on a card with fp8 tensor cores (compute capability 8.9+: Ada, "
+                            "Hopper), multiply in fp8 (torch._scaled_mm, per-token input scales) instead of casting "
+                            "the weights; elsewhere ignored")
         p.add_argument("--offload", choices=list(OFFLOAD_MODES), default="model",
                        help="GPU memory: none = everything stays on the device; model = stage by stage (peak = the "
                             "largest stage); sequential = layer by layer from CPU memory (for cards smaller than "

@@ -12,8 +12,10 @@ import inspect
 
 import torch
 
+import comfy.model_management
 import comfy.ops
 
+from ...nexus_core.memory import fp8_matmul as mm8
 from ...nexus_core.memory.fp8 import ScaledFp8Linear
 
 OPS = comfy.ops.manual_cast
@@ -21,11 +23,47 @@ OPS = comfy.ops.manual_cast
 
 class ScaledFp8CastLinear(OPS.Linear):
     """nexus_core's ScaledFp8Linear (fp8 weight, per-row power-of-two scale, pre-divided bias) on ComfyUI's cast:
-    the host casts `weight` like any Linear; the power-of-two scale is applied to the output, which is exact."""
+    the host casts `weight` like any Linear; the power-of-two scale is applied to the output, which is exact.
+    Where the host multiplies its own fp8 layers in fp8 (a card with fp8 compute, `--fast fp8_matrix_mult`), so does
+    this layer: the host moves the weight to the GPU still in fp8, and torch._scaled_mm multiplies it."""
 
     def forward_comfy_cast_weights(self, input, *args, **kwargs):
+        if (not self.weight_function and not self.bias_function and mm8.eligible(self.weight, input)
+                and host_fp8_matmul(input.device)):
+            return _with_cast(self, input, lambda w, b: mm8.scaled_fp8_linear(input, w, self.weight_scale, b),
+                              dtype=self.weight.dtype, bias_dtype=input.dtype)
         out = super().forward_comfy_cast_weights(input, *args, **kwargs)
         return out * self.weight_scale.to(out.device, out.dtype)
+
+
+_HOST_FP8: dict = {}
+
+
+def host_fp8_matmul(device: torch.device) -> bool:
+    """The host's own rule for its fp8 layers: fp8 compute on this device and `--fast fp8_matrix_mult`."""
+    key = (device.type, device.index)
+    if key not in _HOST_FP8:
+        try:
+            from comfy.cli_args import PerformanceFeature, args
+            asked = PerformanceFeature.Fp8MatrixMultiplication in (getattr(args, "fast", None) or ())
+            _HOST_FP8[key] = bool(asked and device.type == "cuda" and comfy.model_management.supports_fp8_compute(device)
+                                  and mm8.device_can(device))
+        except (ImportError, AttributeError, TypeError, RuntimeError):  # an older host without the switch
+            _HOST_FP8[key] = False
+    return _HOST_FP8[key]
+
+
+def _with_cast(layer, x, compute, **cast):
+    """compute(weight, bias) with the layer's tensors fetched through the host's cast, given back afterwards where
+    the host has that (also when compute fails)."""
+    if OFFLOADABLE:
+        weight, bias, stream = comfy.ops.cast_bias_weight(layer, x, offloadable=True, **cast)
+        try:
+            return compute(weight, bias)
+        finally:
+            comfy.ops.uncast_bias_weight(layer, weight, bias, stream)
+    weight, bias = comfy.ops.cast_bias_weight(layer, x, **cast)
+    return compute(weight, bias)
 
 
 def _offloadable() -> bool:
@@ -55,14 +93,7 @@ class _CastNorm(comfy.ops.CastWeightBiasOp):
         return weight * h.to(x.dtype)
 
     def forward(self, x):
-        if OFFLOADABLE:
-            weight, bias, stream = comfy.ops.cast_bias_weight(self, x, offloadable=True)
-            try:
-                return self._norm(x, weight)
-            finally:
-                comfy.ops.uncast_bias_weight(self, weight, bias, stream)
-        weight, _ = comfy.ops.cast_bias_weight(self, x)  # 0.3.64 and older: the only form there is
-        return self._norm(x, weight)
+        return _with_cast(self, x, lambda weight, _bias: self._norm(x, weight))  # 0.3.64 and older: the legacy form
 
 
 _NORM_CLASSES: dict[type, type] = {}
