@@ -70,10 +70,12 @@ def child(kind: str, args: dict) -> dict:
     if args.get("forward") and kind == "ar":
         from nexus_core.ar import generation_request, predict
         t = time.perf_counter()
+        anon_before = status_kb()["RssAnon"]
         with Sampler() as s:
             predict(keep, [generation_request("a red fox sitting in the snow at sunset", "en")], mode="fast")
         after = status_kb()
         out.update(forward_seconds=time.perf_counter() - t, rss_after_forward_gb=after["VmRSS"] * 1024 / GB,
+                   forward_anon_above_load_gb=(s.peak["RssAnon"] - anon_before) * 1024 / GB,
                    anon_after_forward_gb=after["RssAnon"] * 1024 / GB, peak_after_forward_gb=after["VmHWM"] * 1024 / GB)
     del keep
     return out
@@ -91,6 +93,11 @@ def _work(kind: str, a: dict, out: dict):
         return None
     if kind == "ar":
         from nexus_core.ar import load_ar
+        from nexus_core.loading import streamed
+        from nexus_core.memory import fp8
+        streamed.MAP_PREQUANTIZED = a.get("map_file", True)  # False: the one file read into memory (before)
+        if a.get("whole_cast"):  # every fp8 Linear cast whole for each call (before the row blocks)
+            fp8.CAST_WHOLE_UP_TO = 1 << 62
         ar = load_ar(a["folder"], "cpu", "bfloat16", weight_dtype=a["weight_dtype"], stream=a.get("stream", True))
         out["weights_gb"] = tensor_bytes(ar.model) / GB
         return ar
@@ -154,10 +161,12 @@ def measure(models: Path, only: set[str], forward: bool, scratch: Path) -> list[
     if "read" in only and ar.is_dir():
         files = folder_files(ar)
         rows.append({"row": "read AR files (the floor)", **run_child("read", {"files": files}, files)})
-    if "ar" in only and ar.is_dir():
+    if ("ar" in only or "ar-fp8" in only) and ar.is_dir():  # ar-fp8: the streamed fp8 row alone
         for label, wd, stream in (("AR bf16 (transformers, memory-mapped)", "default", True),
                                   ("AR fp8_e4m3fn, streamed", "fp8_e4m3fn", True),
                                   ("AR fp8_e4m3fn, load then convert (before)", "fp8_e4m3fn", False)):
+            if "ar" not in only and not (wd == "fp8_e4m3fn" and stream):
+                continue
             args = {"folder": str(ar), "weight_dtype": wd, "stream": stream, "forward": forward}
             rows.append({"row": label, **run_child("ar", args, folder_files(ar))})
     single = models / "nexus_gen_ar-fp8_e4m3fn.safetensors"
@@ -167,8 +176,13 @@ def measure(models: Path, only: set[str], forward: bool, scratch: Path) -> list[
         if single.is_file():
             rows.append({"row": "read the one fp8 file (the floor)", **run_child("read", {"files": [str(single)]},
                                                                                 [str(single)])})
-            rows.append({"row": "AR fp8_e4m3fn from the one file", **run_child(
-                "ar", {"folder": str(single), "weight_dtype": "default", "forward": forward}, [str(single)])})
+            for label, extra in (("AR fp8_e4m3fn from the one file, read into memory (before)", {"map_file": False}),
+                                 ("AR fp8_e4m3fn from the one file, kept in its memory map", {}),
+                                 ("the same, every fp8 Linear cast whole per call (before row blocks)",
+                                  {"whole_cast": True})):
+                rows.append({"row": label, **run_child(
+                    "ar", {"folder": str(single), "weight_dtype": "default", "forward": forward, **extra},
+                    [str(single)])})
     if "decoder" in only and gen.is_file():
         rows.append({"row": "decoder, CLI route (diffusers DiT from the .bin)",
                      **run_child("decoder-cli", {"path": str(gen)}, [str(gen)])})
@@ -223,8 +237,9 @@ def table(rows: list[dict]) -> str:
         if "bytes_written" in r:
             notes.append(f"wrote {r['bytes_written'] / GB:.1f} GB")
         if "forward_seconds" in r:
-            notes.append(f"1 forward {r['forward_seconds']:.0f} s, then RSS {r['rss_after_forward_gb']:.1f} GB "
-                         f"(anon {r['anon_after_forward_gb']:.1f})")
+            notes.append(f"1 forward {r['forward_seconds']:.0f} s (load + forward {r['seconds'] + r['forward_seconds']:.0f}"
+                         f" s), then RSS {r['rss_after_forward_gb']:.1f} GB (anon {r['anon_after_forward_gb']:.1f}); "
+                         f"the forward's own memory at its peak {r.get('forward_anon_above_load_gb', 0):.2f} GB")
         if not r.get("hwm_reset", True):
             notes.append("peak includes start-up (VmHWM not resettable)")
         lines.append(f"| {r['row']} | {r['seconds']:.1f} | {r['peak_above_baseline_gb']:.2f} | {r['peak_anon_gb']:.2f} "
@@ -256,6 +271,10 @@ def main(argv=None) -> int:
     rows = measure(a.models, only, a.forward, a.scratch or a.models)
     if "comfy" in only:
         from full_size_comfy import measure_comfy  # the real-host rows live beside this script
+        gen = a.models / "generation_decoder.bin"
+        if gen.is_file():  # the floor the Decoder Loader's first use is compared with, in the same run
+            rows.append({"row": "read generation_decoder.bin (the floor)",
+                         **run_child("read", {"files": [str(gen)]}, [str(gen)])})
         rows += measure_comfy(a.models, a.comfyui, a.comfyui_python, a.comfyui_gguf)
     info = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "models": describe(a.models), "rows": rows}
     print(f"machine: {info['machine']}\nmodels: {json.dumps(info['models'])}\n")

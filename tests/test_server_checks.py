@@ -339,6 +339,51 @@ def test_unpacked_small_files_are_checked_before_each_use(tmp_path, monkeypatch)
         [".complete", "config.json", "tokenizer.json"]
 
 
+def _unpack_in_a_process(ar_file, meta, temp, start, results):
+    import hashlib
+    import tempfile
+    from pathlib import Path
+
+    from nexus_core.ar import checkpoint
+    tempfile.tempdir = str(temp)
+    start.wait()  # every process unpacks at the same moment (an event, not a clock)
+    folder = checkpoint._unpacked(Path(ar_file), meta)
+    results.put((str(folder), {p.name: hashlib.sha1(p.read_bytes()).hexdigest() for p in folder.iterdir()}))
+
+
+def test_several_processes_unpacking_the_same_file_at_once_each_get_it_whole(tmp_path):
+    """ComfyUI-Distributed's local workers (and any several ComfyUIs on one machine) share the temp folder: when
+    they all load the same one-file AR at once, each gets a folder holding exactly its small files, and no
+    half-written copy is left behind."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    ar_file = tmp_path / "nexus_fp8.safetensors"
+    ar_file.write_bytes(b"weights")
+    meta = {"file/config.json": '{"model_type": "qwen2_5_vl"}' + " " * 200_000, "file/tokenizer.json": '{"v": 1}',
+            "format": "nexus-gen-ar"}
+    import hashlib
+    from pathlib import Path
+
+    want = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in
+            (("config.json", meta["file/config.json"]), ("tokenizer.json", meta["file/tokenizer.json"]),
+             (".complete", ""))}
+    start, results = ctx.Barrier(6), ctx.Queue()
+    procs = [ctx.Process(target=_unpack_in_a_process, args=(str(ar_file), meta, temp, start, results))
+             for _ in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()  # each ends once it has put its small answer (or failed)
+    assert [p.exitcode for p in procs] == [0] * 6
+    got = [results.get(timeout=60) for _ in procs]  # they are there: every process has ended
+    assert all(files == want for _folder, files in got)
+    assert len({folder for folder, _files in got}) == 1  # one shared copy
+    assert [p.name for p in temp.iterdir()] == [Path(got[0][0]).name]  # no half-written copies left
+
+
 # --- events go to the client whose prompt it is -------------------------------------------------------------------
 
 class RecordingServer:

@@ -150,3 +150,37 @@ def test_a_single_file_ar_that_is_cut_short(tiny_root, tmp_path):
     out.write_bytes(out.read_bytes()[:-100])
     with pytest.raises(NexusError, match="truncated"):
         load_ar(out, "cpu", "float32")
+
+
+def test_a_single_file_ar_keeps_its_weights_in_the_file(fixture_dir, tmp_path):
+    """The one fp8 file holds the weights as they are kept: the loaded layers are views of one private map of the
+    file (nothing copied at load), in the compute dtype it was written for; a tensor that needs converting (float32
+    compute of a bf16 file) is read and converted instead. Writing into a loaded weight leaves the file as it was
+    (copy on write), and replacing the file by a new one (rename, as every writer here does) leaves the loaded
+    model as it was."""
+    from nexus_core.cli import main
+    from nexus_core.memory.fp8 import ScaledFp8Linear
+
+    out = tmp_path / "ar.safetensors"
+    assert main(["convert", str(fixture_dir / "nexus"), "--out", str(out)]) == 0
+    size = out.stat().st_size
+    before = out.read_bytes()
+    ar = load_ar(out, "cpu", "bfloat16")
+    fp8 = [m for m in ar.model.modules() if isinstance(m, ScaledFp8Linear)]
+    assert fp8 and all(m.weight.untyped_storage().nbytes() == size for m in fp8)  # views of the whole file's map
+    table = ar.language_model.embed_tokens.weight
+    assert table.dtype == torch.bfloat16 and table.untyped_storage().nbytes() == size
+    wide = load_ar(out, "cpu", "float32")
+    assert wide.language_model.embed_tokens.weight.untyped_storage().nbytes() != size  # converted: a copy
+    req = [generation_request("a red fox in the snow", "en")]
+    want = predict(ar, req, mode="fast").embeddings
+    with torch.no_grad():
+        fp8[0].weight.zero_()  # copy on write: the file does not change
+    assert out.read_bytes() == before
+    again = load_ar(out, "cpu", "bfloat16")
+    torch.testing.assert_close(predict(again, req, mode="fast").embeddings, want, rtol=0, atol=0)
+    start = 8 + int.from_bytes(before[:8], "little")
+    replacement = tmp_path / "new.safetensors"
+    replacement.write_bytes(before[:start] + bytes(len(before) - start))  # the same header, every weight zero
+    replacement.replace(out)  # a writer's rename: the old file stays whole for its map
+    torch.testing.assert_close(predict(again, req, mode="fast").embeddings, want, rtol=0, atol=0)

@@ -44,10 +44,22 @@ CHUNK = 64 << 20  # bytes per read call: whole-tensor reads of a GB were half as
 
 
 class StoredTensor:
-    """A tensor still in its file: read it whole, or a block of rows (what a row-wise conversion needs)."""
+    """A tensor still in its file: read it whole, or a block of rows (what a row-wise conversion needs), or, from
+    a file iterated with mapped=True, as a view of the file's private memory map (no copy; its pages are read when
+    first used, and the kernel may drop and re-read them)."""
 
-    def __init__(self, f, path: Path, name: str, offset: int, shape: tuple[int, ...], dtype: torch.dtype):
+    def __init__(self, f, path: Path, name: str, offset: int, shape: tuple[int, ...], dtype: torch.dtype,
+                 mapping=None):
         self._f, self.path, self.name, self.offset, self.shape, self.dtype = f, path, name, offset, shape, dtype
+        self._mapping = mapping
+
+    def mapped(self) -> torch.Tensor | None:
+        """The tensor as a view of the file's map, or None (not mapped, or not aligned to its element size:
+        then read it)."""
+        if self._mapping is None or self.offset % self.dtype.itemsize:
+            return None
+        t = torch.empty(0, dtype=self.dtype)
+        return t.set_(self._mapping(), self.offset // self.dtype.itemsize, self.shape)
 
     @property
     def row_bytes(self) -> int:
@@ -79,11 +91,19 @@ class StoredTensor:
             got += more
 
 
-def iter_stored(path) -> Iterator[StoredTensor]:
+def iter_stored(path, mapped: bool = False) -> Iterator[StoredTensor]:
     """The tensors of `path` in file order, not yet read (the header is checked first: truncation, dtypes, sizes).
-    Valid while the iteration runs."""
+    Valid while the iteration runs. mapped=True: each can also be had as a view of one private (copy-on-write) map
+    of the file, made when first asked for (`StoredTensor.mapped()`)."""
     path = Path(path)
     header = read_header(path)
+    storage: list = []
+
+    def mapping():
+        if not storage:
+            storage.append(torch.UntypedStorage.from_file(str(path), shared=False, nbytes=path.stat().st_size))
+        return storage[0]
+
     with open(path, "rb", buffering=0) as f:
         start = 8 + int.from_bytes(f.read(8), "little")
         entries = sorted(((k, v) for k, v in header.items() if k != "__metadata__"),
@@ -91,7 +111,7 @@ def iter_stored(path) -> Iterator[StoredTensor]:
         for name, info in entries:  # dtypes and sizes were checked with the header
             a, _ = info["data_offsets"]
             shape, dtype = tuple(info["shape"]), DTYPES[info["dtype"]]
-            yield StoredTensor(f, path, name, start + a, shape, dtype)
+            yield StoredTensor(f, path, name, start + a, shape, dtype, mapping if mapped else None)
 
 
 def iter_tensors(path) -> Iterator[tuple[str, torch.Tensor]]:
