@@ -269,13 +269,15 @@ def main(argv=None) -> int:
         p.error("--models is required")
     only = set(a.only.split(","))
     rows = measure(a.models, only, a.forward, a.scratch or a.models)
-    if "comfy" in only:
+    comfy_parts = {x.split("-", 1)[1] for x in only if x.startswith("comfy-")} or \
+        ({"decoder", "ar", "t2i"} if "comfy" in only else set())  # comfy-decoder, comfy-ar, comfy-t2i
+    if comfy_parts:
         from full_size_comfy import measure_comfy  # the real-host rows live beside this script
         gen = a.models / "generation_decoder.bin"
-        if gen.is_file():  # the floor the Decoder Loader's first use is compared with, in the same run
+        if gen.is_file() and "decoder" in comfy_parts:  # the floor the Decoder Loader is compared with, same run
             rows.append({"row": "read generation_decoder.bin (the floor)",
                          **run_child("read", {"files": [str(gen)]}, [str(gen)])})
-        rows += measure_comfy(a.models, a.comfyui, a.comfyui_python, a.comfyui_gguf)
+        rows += measure_comfy(a.models, a.comfyui, a.comfyui_python, a.comfyui_gguf, comfy_parts)
     info = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "models": describe(a.models), "rows": rows}
     print(f"machine: {info['machine']}\nmodels: {json.dumps(info['models'])}\n")
     print(table(rows))

@@ -58,8 +58,9 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def prepare(models: Path) -> Path:
-    """models/comfy/: ComfyUI's folder layout as links to the full-size files, plus CLIP-L, AE and the Q4_0 GGUF."""
+def prepare(models: Path, gguf_needed: bool = True) -> Path:
+    """models/comfy/: ComfyUI's folder layout as links to the full-size files (the one-file AR too, when there),
+    plus CLIP-L, AE and, when asked, the Q4_0 GGUF (3 minutes to make)."""
     from nexus_core.decoder.convert import convert_to_gguf
     from nexus_core.synthetic.flux import FLUX_AE, write_bfl_ae
     from nexus_core.synthetic.full_size import write_clip_l
@@ -67,8 +68,10 @@ def prepare(models: Path) -> Path:
     root = models / "comfy"
     for sub in ("nexus_gen", "text_encoders", "vae", "diffusion_models"):
         (root / sub).mkdir(parents=True, exist_ok=True)
+    single = "nexus_gen_ar-fp8_e4m3fn.safetensors"
     links = {root / "nexus_gen" / "Nexus-GenV2": models / "Nexus-GenV2",
-             root / "nexus_gen" / "generation_decoder.bin": models / "generation_decoder.bin"}
+             root / "nexus_gen" / "generation_decoder.bin": models / "generation_decoder.bin",
+             root / "nexus_gen" / single: models / single}
     for link, target in links.items():
         if target.exists() and not link.is_symlink():
             link.symlink_to(target)
@@ -77,7 +80,7 @@ def prepare(models: Path) -> Path:
     if not (models / "ae.safetensors").is_file():
         write_bfl_ae(models / "ae.safetensors", seed=40, **FLUX_AE)
     gguf = models / "nexus_gen_generation_decoder-Q4_0.gguf"
-    if not gguf.is_file() and (models / "generation_decoder.bin").is_file():
+    if gguf_needed and not gguf.is_file() and (models / "generation_decoder.bin").is_file():
         convert_to_gguf(models / "generation_decoder.bin", gguf, "Q4_0")
     for link, target in ((root / "text_encoders" / "clip_l.safetensors", models / "clip_l.safetensors"),
                          (root / "vae" / "ae.safetensors", models / "ae.safetensors"),
@@ -210,14 +213,35 @@ def _used(path: Path) -> int:
     return (st.f_blocks - st.f_bfree) * st.f_frsize
 
 
-def measure_comfy(models: Path, comfy: Path, python: str | None, gguf_pack: Path | None = None) -> list[dict]:
+def ar_file_prompt(name: str, tokens: int = 90) -> dict:
+    """The one-file fp8 AR through the AR Model Loader, then reference-mode embeddings (a token loop: every token
+    computes the output head's logits, under ComfyUI's cast layers)."""
+    return {"1": {"class_type": "NexusGenARLoader", "inputs": {"model": name, "dtype": "bfloat16",
+                                                                "weight_dtype": "default", "device": "default"}},
+            "5": {"class_type": "NexusGenPromptEmbeds", "inputs": {
+                "nexus_ar": ["1", 0], "prompt": "A red fox sitting in the snow at sunset.", "language": "en",
+                "one_per_line": False, "mode": "reference", "seed": 0, "max_new_tokens": tokens}},
+            "6": {"class_type": "PreviewAny", "inputs": {"source": ["5", 1]}}}
+
+
+def measure_comfy(models: Path, comfy: Path, python: str | None, gguf_pack: Path | None = None,
+                  parts=("decoder", "ar", "t2i")) -> list[dict]:
+    """parts: decoder (the Decoder Loader's first and second use), ar (the one-file AR and reference-mode
+    embeddings, when the file is there), t2i (the text -> image workflow)."""
     if comfy is None:
         raise SystemExit("--only comfy needs --comfyui (a ComfyUI checkout)")
-    root = prepare(models)
+    root = prepare(models, gguf_needed=bool(gguf_pack) and "t2i" in parts)
     rows = []
     host = Host(comfy, python or sys.executable, root, gguf_pack)
+    single = models / "nexus_gen_ar-fp8_e4m3fn.safetensors"
     try:
-        for label in ("first use", "second use"):
+        if "ar" in parts and single.is_file():
+            host.free()
+            drop_caches([str(single)])
+            r = host.run(ar_file_prompt(single.name))
+            r["stages"] = stage_times(r.get("events", []))
+            rows.append({"row": "ComfyUI AR Model Loader, the one fp8 file, + reference embeddings (90 tokens)", **r})
+        for label in ("first use", "second use") if "decoder" in parts else ():
             host.free()
             drop_caches([str(models / "generation_decoder.bin")])
             used = _used(models)
@@ -225,7 +249,7 @@ def measure_comfy(models: Path, comfy: Path, python: str | None, gguf_pack: Path
             r["disk_written_gb"] = (_used(models) - used) / GB
             rows.append({"row": f"ComfyUI decoder loader (fp8_e4m3fn), {label}", **r})
         host.free()
-        for dit in ("fp8", "gguf") if gguf_pack else ("fp8",):
+        for dit in (("fp8", "gguf") if gguf_pack else ("fp8",)) if "t2i" in parts else ():
             drop_caches([str(p) for p in models.rglob("*") if p.is_file()])
             r = host.run(t2i_prompt(dit))
             r["stages"] = stage_times(r.get("events", []))
