@@ -9,6 +9,7 @@ old estimate-based one or Dynamic VRAM) decides what lives on the GPU, exactly a
 from __future__ import annotations
 
 import inspect
+import logging
 
 import torch
 
@@ -19,6 +20,7 @@ from ...nexus_core.memory import fp8_matmul as mm8
 from ...nexus_core.memory.fp8 import ScaledFp8Linear
 
 OPS = comfy.ops.manual_cast
+log = logging.getLogger("nexus_gen")
 
 
 class ScaledFp8CastLinear(OPS.Linear):
@@ -50,6 +52,8 @@ def host_fp8_matmul(device: torch.device) -> bool:
                                   and mm8.device_can(device))
         except (ImportError, AttributeError, TypeError, RuntimeError):  # an older host without the switch
             _HOST_FP8[key] = False
+        if _HOST_FP8[key]:  # once per device: which path the AR's fp8 layers take is worth knowing
+            log.info("Nexus-Gen: the AR's fp8_e4m3fn layers multiply in fp8 on %s (--fast fp8_matrix_mult)", device)
     return _HOST_FP8[key]
 
 
