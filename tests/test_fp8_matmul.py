@@ -8,19 +8,13 @@ import time
 import pytest
 import torch
 
+from graded_layers import graded_fp8
 from nexus_core.memory import fp8_matmul
-from nexus_core.memory.fp8 import ScaledFp8Embedding, ScaledFp8Linear, store_embeddings_fp8
+from nexus_core.memory.fp8 import ScaledFp8Embedding, store_embeddings_fp8
 
 
 def layer(out_features, in_features, bias=True, dtype=torch.float8_e4m3fn, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    lin = torch.nn.Linear(in_features, out_features, bias=bias)
-    with torch.no_grad():
-        lin.weight.copy_(torch.randn(out_features, in_features, generator=g) * 0.02
-                         * torch.logspace(-1, 1, out_features)[:, None])
-        if bias:
-            lin.bias.copy_(torch.randn(out_features, generator=g))
-    return ScaledFp8Linear.from_linear(lin, dtype)
+    return graded_fp8(out_features, in_features, bias, seed, dtype, scale=0.02, low=-1, high=1)
 
 
 def inputs(*shape, seed=1, dtype=torch.bfloat16):

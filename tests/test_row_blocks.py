@@ -5,18 +5,9 @@ no copy of the weight, and tied weights left whole. The oracle is the unsplit la
 import pytest
 import torch
 
+from graded_layers import graded_linear, within_summation_bound
 from nexus_core.memory.fp8 import ScaledFp8Linear
 from nexus_core.memory.row_blocks import RowBlocks, split_large_linears
-
-
-def linear(out_features, in_features, bias, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    lin = torch.nn.Linear(in_features, out_features, bias=bias)
-    with torch.no_grad():
-        lin.weight.copy_(torch.randn(out_features, in_features, generator=g) * torch.logspace(-2, 1, out_features)[:, None])
-        if bias:
-            lin.bias.copy_(torch.randn(out_features, generator=g))
-    return lin
 
 
 def split_one(layer, dtype, rows):
@@ -27,18 +18,12 @@ def split_one(layer, dtype, rows):
     return root[0]
 
 
-def within_summation_bound(got, want, x, weight):
-    terms = x.abs().double() @ weight.abs().double().T
-    bound = 2 * x.shape[-1] * torch.finfo(torch.float32).eps * terms + 1e-30
-    return bool(((got.double() - want.double()).abs() <= bound).all())
-
-
 @pytest.mark.parametrize("kind", ["linear", "fp8"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("rows", [1, 37, 250, 999, 1000, 5000])
 def test_blocks_give_the_whole_layers_outputs(kind, dtype, bias, rows):
-    base = linear(1000, 96, bias)
+    base = graded_linear(1000, 96, bias)
     whole = ScaledFp8Linear.from_linear(base, torch.float8_e4m3fn) if kind == "fp8" else base.to(dtype)
     x = torch.randn(2, 5, 96, generator=torch.Generator().manual_seed(1)).to(dtype)
     want = whole(x)
@@ -55,7 +40,7 @@ def test_blocks_give_the_whole_layers_outputs(kind, dtype, bias, rows):
 
 
 def test_blocks_are_views_of_the_weight_not_copies():
-    layer = ScaledFp8Linear.from_linear(linear(100, 32, True), torch.float8_e4m3fn)
+    layer = ScaledFp8Linear.from_linear(graded_linear(100, 32, True), torch.float8_e4m3fn)
     start, end = layer.weight.data_ptr(), layer.weight.data_ptr() + layer.weight.numel()
     blocks = split_one(layer, torch.bfloat16, 30)
     for b in blocks.blocks:

@@ -299,15 +299,21 @@ def test_sampled_embeddings_follow_each_requests_seed(tiny_ar):
 
 # --- a one-file AR's unpacked small files: the temp folder is shared with every user of the machine ----------------
 
-def test_unpacked_small_files_are_checked_before_each_use(tmp_path, monkeypatch):
+@pytest.fixture
+def temp(tmp_path, monkeypatch):
+    """A system temp folder of the test's own (where a one-file AR's small files are unpacked)."""
     import tempfile
 
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_unpacked_small_files_are_checked_before_each_use(tmp_path, temp):
     from nexus_core.ar import checkpoint
 
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(temp))
-    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     ar_file = tmp_path / "nexus_fp8.safetensors"
     ar_file.write_bytes(b"weights")
     meta = {"file/config.json": '{"model_type": "qwen2_5_vl"}', "file/tokenizer.json": '{"v": 1}',
@@ -351,15 +357,13 @@ def _unpack_in_a_process(ar_file, meta, temp, start, results):
     results.put((str(folder), {p.name: hashlib.sha1(p.read_bytes()).hexdigest() for p in folder.iterdir()}))
 
 
-def test_several_processes_unpacking_the_same_file_at_once_each_get_it_whole(tmp_path):
+def test_several_processes_unpacking_the_same_file_at_once_each_get_it_whole(tmp_path, temp):
     """ComfyUI-Distributed's local workers (and any several ComfyUIs on one machine) share the temp folder: when
     they all load the same one-file AR at once, each gets a folder holding exactly its small files, and no
     half-written copy is left behind."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")
-    temp = tmp_path / "tmp"
-    temp.mkdir()
     ar_file = tmp_path / "nexus_fp8.safetensors"
     ar_file.write_bytes(b"weights")
     meta = {"file/config.json": '{"model_type": "qwen2_5_vl"}' + " " * 200_000, "file/tokenizer.json": '{"v": 1}',
@@ -370,7 +374,7 @@ def test_several_processes_unpacking_the_same_file_at_once_each_get_it_whole(tmp
     want = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in
             (("config.json", meta["file/config.json"]), ("tokenizer.json", meta["file/tokenizer.json"]),
              (".complete", ""))}
-    start, results = ctx.Barrier(6), ctx.Queue()
+    start, results = ctx.Barrier(6), ctx.SimpleQueue()  # put() writes at once: an ended process's answer is there
     procs = [ctx.Process(target=_unpack_in_a_process, args=(str(ar_file), meta, temp, start, results))
              for _ in range(6)]
     for p in procs:
@@ -378,7 +382,7 @@ def test_several_processes_unpacking_the_same_file_at_once_each_get_it_whole(tmp
     for p in procs:
         p.join()  # each ends once it has put its small answer (or failed)
     assert [p.exitcode for p in procs] == [0] * 6
-    got = [results.get(timeout=60) for _ in procs]  # they are there: every process has ended
+    got = [results.get() for _ in procs]
     assert all(files == want for _folder, files in got)
     assert len({folder for folder, _files in got}) == 1  # one shared copy
     assert [p.name for p in temp.iterdir()] == [Path(got[0][0]).name]  # no half-written copies left
@@ -464,18 +468,12 @@ def test_checkpoint_version_follows_the_prefill_table(tiny_root):
     assert ckpt.version == 1
 
 
-def test_an_unpacked_folder_of_another_user_is_not_trusted(tmp_path, monkeypatch):
+def test_an_unpacked_folder_of_another_user_is_not_trusted(tmp_path, temp):
     """The same name in the shared temp folder, with the right files, but owned by another user: not used."""
-    import tempfile
-
     from nexus_core.ar import checkpoint
 
     if os.geteuid() != 0:
         pytest.skip("making a folder owned by another user needs root")
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(temp))
-    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     ar_file = tmp_path / "nexus_fp8.safetensors"
     ar_file.write_bytes(b"weights")
     meta = {"file/config.json": '{"model_type": "qwen2_5_vl"}'}

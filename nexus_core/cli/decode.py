@@ -43,12 +43,12 @@ def fp8_options(ar, a) -> None:
 
     stored = {m.weight.dtype for m in ar.model.modules() if isinstance(m, ScaledFp8Linear) and m.weight is not None}
     if not stored:
-        if getattr(a, "fp8_table", False) or getattr(a, "fp8_matmul", False):
+        if a.fp8_table or a.fp8_matmul:
             print("--fp8-table and --fp8-matmul need an fp8 AR (--ar-dtype fp8_e4m3fn): ignored", file=sys.stderr)
         return
-    if getattr(a, "fp8_table", False):
+    if a.fp8_table:
         store_embeddings_fp8(ar.model, next(iter(stored)), ar.dtype)
-    if getattr(a, "fp8_matmul", False):
+    if a.fp8_matmul:
         fp8_matmul.MATMUL_DEVICES.add("cuda")
         if not (ar.device.type == "cuda" and fp8_matmul.device_can(ar.device) and torch.float8_e4m3fn in stored):
             print("--fp8-matmul: this device has no fp8 matrix multiply (or the AR is not e4m3): casting instead",

@@ -124,16 +124,17 @@ def fill_from_shards(model: torch.nn.Module, shards, dtype: torch.dtype, storage
         check_shape(name, stored.shape, tuple(module._parameters[leaf].shape))
         module._parameters[leaf] = torch.nn.Parameter(kept(stored, dtype), requires_grad=False)
 
+    mapped = prequantized and MAP_PREQUANTIZED
     for shard in shards:
         # A prequantized file holds the weights as they are kept: they stay in it (a private memory map) and are
         # read when first used. Loading it was a copy into fresh memory, five times the time of reading the file
         # (the page faults of 8.9 GB of new memory); now the load is the header and the checks.
-        for stored in iter_stored(shard, mapped=prequantized and MAP_PREQUANTIZED):
+        for stored in iter_stored(shard, mapped=mapped):
             if stored.name in aside:
                 aside[stored.name](stored)
             else:
                 place(rename(stored.name), stored)
-        if not (prequantized and MAP_PREQUANTIZED):
+        if not mapped:
             drop_cached_pages(shard)
         trim_heap()
     missing = {n for n, p in model.named_parameters() if p.device.type == "meta"}

@@ -178,9 +178,6 @@ class ScaledFp8Embedding(ScaledFp8Linear):
     def embedding_dim(self) -> int:
         return self.in_features
 
-    def dequantized_weight(self) -> torch.Tensor:
-        return self.weight.float() * self.weight_scale.float()[:, None]
-
     @classmethod
     def from_embedding(cls, table: torch.nn.Embedding, dtype: torch.dtype, compute: torch.dtype) -> "ScaledFp8Embedding":
         layer = cls.shell(table.embedding_dim, table.num_embeddings, False)
@@ -189,15 +186,27 @@ class ScaledFp8Embedding(ScaledFp8Linear):
         return layer
 
 
+def shared_weights(root: torch.nn.Module) -> set:
+    """Keys (see weight_key) of the parameters under `root` that more than one module holds: tied weights, which a
+    conversion or a split of one holder would untie."""
+    seen: dict = {}
+    for _n, p in root.named_parameters(remove_duplicate=False):
+        seen[weight_key(p)] = seen.get(weight_key(p), 0) + 1
+    return {k for k, n in seen.items() if n > 1}
+
+
+def weight_key(p: torch.Tensor):
+    """The same parameter, or another one over the same memory (meta tensors all sit at address 0)."""
+    return ("id", id(p)) if p.is_meta else ("at", p.data_ptr())
+
+
 def store_embeddings_fp8(root: torch.nn.Module, dtype: torch.dtype, compute: torch.dtype) -> int:
     """Replace every plain nn.Embedding under `root` whose weight no other module shares by a ScaledFp8Embedding."""
-    counts: dict = {}
-    for _n, p in root.named_parameters(remove_duplicate=False):
-        counts[id(p)] = counts.get(id(p), 0) + 1
+    tied = shared_weights(root)
     count = 0
     for parent in list(root.modules()):
         for name, child in list(parent.named_children()):
-            if type(child) is torch.nn.Embedding and counts.get(id(child.weight), 0) == 1:
+            if type(child) is torch.nn.Embedding and weight_key(child.weight) not in tied:
                 setattr(parent, name, ScaledFp8Embedding.from_embedding(child, dtype, compute))
                 count += 1
     return count

@@ -9,6 +9,8 @@ one block's cast at a time. Each output feature depends on its own row alone, so
 """
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from . import fp8
@@ -22,10 +24,8 @@ class RowBlocks(torch.nn.Module):
         super().__init__()
         self.blocks = torch.nn.ModuleList(blocks)
         self.in_features, self.out_features = in_features, out_features
-        ends = []
-        for b in blocks:
-            ends.append((ends[-1][1] if ends else 0, (ends[-1][1] if ends else 0) + b.out_features))
-        self.bounds = ends
+        ends = list(itertools.accumulate(b.out_features for b in blocks))
+        self.bounds = list(zip([0, *ends[:-1]], ends))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = None
@@ -60,18 +60,13 @@ def split_large_linears(root: torch.nn.Module, compute_dtype: torch.dtype, whole
     whole_up_to = fp8.CAST_WHOLE_UP_TO if whole_up_to is None else whole_up_to  # one knob for both routes
     block_bytes = fp8.CAST_BLOCK_BYTES if block_bytes is None else block_bytes
     size = torch.empty(0, dtype=compute_dtype).element_size()
-    def key(p):  # the same parameter, or another one over the same memory (meta tensors all sit at address 0)
-        return ("id", id(p)) if p.is_meta else ("at", p.data_ptr())
-
-    owners: dict = {}
-    for _name, p in root.named_parameters(remove_duplicate=False):
-        owners[key(p)] = owners.get(key(p), 0) + 1
+    tied = fp8.shared_weights(root)
     done = []
     for parent_name, parent in list(root.named_modules()):
         for name, child in list(parent.named_children()):
             if type(child) not in (torch.nn.Linear, ScaledFp8Linear) or child.weight is None:
                 continue
-            if child.weight.numel() * size <= whole_up_to or owners.get(key(child.weight), 0) > 1:
+            if child.weight.numel() * size <= whole_up_to or fp8.weight_key(child.weight) in tied:
                 continue
             rows = max(1, block_bytes // (child.in_features * size))
             blocks = [_block(child, i, min(i + rows, child.out_features)) for i in range(0, child.out_features, rows)]

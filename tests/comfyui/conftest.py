@@ -1,6 +1,5 @@
 """Start a real ComfyUI (COMFYUI_PATH) headless on 127.0.0.1 with only this pack and tiny models; skip without it."""
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ def comfy_server(comfy_root, tmp_path_factory):
     """Yields (client, base_dir, log_path). Python: $COMFYUI_PYTHON (ComfyUI's own environment) or this one."""
     from client import Client
 
-    from host_launch import Host, copy_engine, write_paths_yaml
+    from host_launch import Host, copy_engine, copy_example, write_paths_yaml
     from nexus_core.synthetic import make_tiny
     from workflow_format import write_stand_ins
 
@@ -53,21 +52,6 @@ def comfy_server(comfy_root, tmp_path_factory):
         yield client, base, host.log
     finally:
         host.stop()
-
-
-def copy_example(comfy_root: Path, path: Path):
-    """The host's input/example.png, or a drawn stand-in where a deployment deleted it (the 0.33 fork)."""
-    if (comfy_root / "input" / "example.png").exists():
-        shutil.copy(comfy_root / "input" / "example.png", path)
-    else:
-        _write_example(path)
-
-
-def _write_example(path: Path):
-    from PIL import Image, ImageDraw
-    img = Image.new("RGB", (768, 512), (230, 230, 220))
-    ImageDraw.Draw(img).ellipse((200, 100, 560, 460), fill=(200, 60, 40))
-    img.save(path)
 
 
 @pytest.fixture(scope="session")

@@ -43,9 +43,25 @@ def write_paths_yaml(base: Path, models: Path, nodes_dir: Path) -> Path:
     return yaml
 
 
+READY = b"To see the GUI go to:"  # ComfyUI logs this once its server listens (0.3.64, 0.8 and 0.33 alike)
+
+
+def copy_example(comfy_root: Path, path: Path) -> None:
+    """The host's input/example.png, or a drawn stand-in where a deployment deleted it (the 0.33 fork)."""
+    import shutil
+
+    if (Path(comfy_root) / "input" / "example.png").exists():
+        shutil.copy(Path(comfy_root) / "input" / "example.png", path)
+        return
+    from PIL import Image, ImageDraw
+    img = Image.new("RGB", (768, 512), (230, 230, 220))
+    ImageDraw.Draw(img).ellipse((200, 100, 560, 460), fill=(200, 60, 40))
+    img.save(path)
+
+
 class Host:
     """One ComfyUI process over `base` (which holds paths.yaml, input, output, user); start() waits until it
-    answers, stop() ends it. Start it again on the same port to restart it."""
+    listens, stop() ends it. Start it again on the same port to restart it. Its output goes to base/comfyui.log."""
 
     def __init__(self, comfy_root: Path, base: Path, port: int | None = None, extra_args=()):
         self.comfy_root, self.base, self.port = Path(comfy_root), Path(base), port or free_port()
@@ -53,36 +69,42 @@ class Host:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self, fail) -> None:
-        """Starts the process and returns when /system_stats answers; calls fail(message) if it ends first."""
-        import urllib.request
+        """Starts the process and returns once it logs that it listens; calls fail(message) if it ends first.
+        Waits for that line (an event: a loaded machine may take minutes), not for a time."""
+        import threading
 
         b = self.base
         cmd = [os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu", "--listen", "127.0.0.1",
                "--port", str(self.port), "--disable-auto-launch", "--extra-model-paths-config", str(b / "paths.yaml"),
                "--output-directory", str(b / "output"), "--input-directory", str(b / "input"),
                "--user-directory", str(b / "user"), "--database-url", "sqlite:///:memory:", *self.extra_args]
-        env = dict(os.environ)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")  # its log lines reach us as they are written
         env["PYTHONPATH"] = os.pathsep.join([str(HERE / "shim"), env.get("PYTHONPATH", "")])
-        with open(self.log, "a") as fh:
-            self.proc = subprocess.Popen(cmd, cwd=self.comfy_root, stdout=fh, stderr=subprocess.STDOUT, env=env)
         started = time.monotonic()
-        while True:  # an event, not a clock: the server answers, or the process ends (a loaded machine is slow)
-            if self.proc.poll() is not None:
-                fail(f"ComfyUI ({self.url}) exited early:\n{self.log.read_text()[-4000:]}")
-            try:
-                urllib.request.urlopen(self.url + "/system_stats", timeout=60).read()
-                break
-            except OSError:
-                if time.monotonic() - started > 1800:  # only so that a hung start cannot hang the suite
-                    fail(f"ComfyUI ({self.url}) did not answer in 30 minutes:\n{self.log.read_text()[-4000:]}")
-                time.sleep(0.5)
+        self.proc = subprocess.Popen(cmd, cwd=self.comfy_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     env=env)
+        ready = threading.Event()
+
+        def copy_output(out, log):  # for the process's whole life: a full pipe would stop it
+            with open(log, "ab") as fh:
+                for line in out:
+                    fh.write(line)
+                    fh.flush()
+                    if READY in line:
+                        ready.set()
+            ready.set()  # the process ended
+
+        threading.Thread(target=copy_output, args=(self.proc.stdout, self.log), daemon=True).start()
+        ready.wait()
+        if self.proc.poll() is not None:
+            fail(f"ComfyUI ({self.url}) exited early:\n{self.log.read_text()[-4000:]}")
         self.started_in = time.monotonic() - started
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(20)
+                self.proc.wait(20)  # a grace period before the kill, not a check
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

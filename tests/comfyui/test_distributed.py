@@ -22,6 +22,11 @@ REPO = Path(__file__).resolve().parents[2]
 API = REPO / "workflows" / "api"
 pytestmark = pytest.mark.comfyui
 SMALL = dict(steps=2, width=64, height=64, tokens=90)
+sys.path.insert(0, str(REPO / "tools"))
+try:
+    from api_client import prepared  # noqa: E402 - the README's example client sets the seeds
+finally:
+    sys.path.remove(str(REPO / "tools"))
 RUNS = []  # (workflow, workers, images, equal to a single host, seconds, one image alone): printed for the notes
 
 
@@ -32,8 +37,8 @@ def cluster(comfy_root, tmp_path_factory):
         pytest.skip("COMFYUI_DISTRIBUTED is not set: point it at a checkout of robertvoy/ComfyUI-Distributed")
     if not (Path(engine) / "nodes" / "collector.py").is_file():
         pytest.skip(f"COMFYUI_DISTRIBUTED={engine} is not a ComfyUI-Distributed checkout (no nodes/collector.py)")
-    from conftest import copy_example
     from distributed_cluster import Cluster
+    from host_launch import copy_example
 
     base = tmp_path_factory.mktemp("cluster")
     example = base / "example.png"
@@ -72,11 +77,7 @@ def distributed(prompt: dict) -> dict:
 
 
 def with_seed(prompt: dict, seed: int) -> dict:
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        from api_client import prepared
-    finally:
-        sys.path.remove(str(REPO / "tools"))
+    """A copy of the prompt with every seed set, as the example client sets them."""
     return prepared(json.loads(json.dumps(prompt)), None, seed)
 
 
