@@ -141,10 +141,33 @@ def test_a_tied_table_stays_as_it_is():
     assert store_embeddings_fp8(root, torch.float8_e4m3fn, torch.bfloat16) == 0
 
 
-def test_the_command_line_asks_for_both(tiny_root, tmp_path):
+def test_the_command_line_options_reach_the_ar(tiny_root, monkeypatch, capsys):
+    """--fp8-table turns the table into fp8 rows; --fp8-matmul asks for the fp8 product on CUDA and says when this
+    device casts instead; an AR that is not fp8 is left as it is, with a message."""
+    from argparse import Namespace
+
+    from nexus_core.ar import load_ar
+    from nexus_core.cli.decode import fp8_options
+
+    monkeypatch.setattr(fp8_matmul, "MATMUL_DEVICES", set())
+    both = Namespace(fp8_table=True, fp8_matmul=True)
+    ar = load_ar(tiny_root / "Nexus-GenV2", "cpu", "bfloat16", weight_dtype="fp8_e4m3fn")
+    fp8_options(ar, both)
+    table = ar.language_model.embed_tokens
+    assert isinstance(table, ScaledFp8Embedding) and table.compute_dtype == torch.bfloat16
+    assert fp8_matmul.MATMUL_DEVICES == {"cuda"} and "casting instead" in capsys.readouterr().err
+    plain = load_ar(tiny_root / "Nexus-GenV2", "cpu", "bfloat16")
+    fp8_matmul.MATMUL_DEVICES.clear()
+    fp8_options(plain, both)
+    assert type(plain.language_model.embed_tokens) is torch.nn.Embedding and not fp8_matmul.MATMUL_DEVICES
+    assert "need an fp8 AR" in capsys.readouterr().err
+
+
+def test_the_command_line_asks_for_both(tiny_root, tmp_path, monkeypatch, capsys):
     from nexus_core.cli import main
 
+    monkeypatch.setattr(fp8_matmul, "MATMUL_DEVICES", set())
     out = tmp_path / "e.safetensors"
     assert main(["embeds", "--prompt", "a red fox", "--model", str(tiny_root / "Nexus-GenV2"), "--ar-dtype", "fp8_e4m3fn",
                  "--fp8-table", "--fp8-matmul", "--out", str(out), "--device", "cpu", "--max-new-tokens", "90"]) == 0
-    assert out.is_file()
+    assert out.is_file() and "casting instead" in capsys.readouterr().err  # the options reached the loaded AR

@@ -265,3 +265,40 @@ def test_the_fp8_cast_layer_multiplies_in_fp8_where_the_host_does(host, monkeypa
     assert seen == [torch.float8_e4m3fn]  # the weight reached the product in fp8
     torch.testing.assert_close(got, want, rtol=0, atol=0)
     assert [c[0] for c in ops.CASTS] == ["cast", "uncast"]
+
+
+def test_the_fp8_product_follows_the_hosts_own_rule(host, monkeypatch):
+    """The host's rule for its fp8 layers, asked of the host: `--fast fp8_matrix_mult` (another --fast feature is not
+    enough) and fp8 compute on that CUDA device; a CPU never."""
+    import enum
+
+    nodes, _, _ = host
+    cast_ops = nodes.host.cast_ops
+    mm8 = sys.modules[f"{host_stand_in.PACK}.nexus_core.memory.fp8_matmul"]
+
+    class PerformanceFeature(enum.Enum):
+        Fp8MatrixMultiplication = "fp8_matrix_mult"
+        CublasOps = "cublas_ops"
+
+    cli_args = types.ModuleType("comfy.cli_args")
+    cli_args.PerformanceFeature, cli_args.args = PerformanceFeature, types.SimpleNamespace(fast=set())
+    monkeypatch.setitem(sys.modules, "comfy.cli_args", cli_args)
+    monkeypatch.setattr(mm8, "device_can", lambda device: True)  # as on an Ada or Hopper card
+    capable = {"yes": True}
+    monkeypatch.setattr(sys.modules["comfy.model_management"], "supports_fp8_compute",
+                        lambda device: capable["yes"], raising=False)
+    cuda = torch.device("cuda", 0)
+
+    def asked(fast, fp8_compute=True, device=cuda):
+        cast_ops._HOST_FP8.clear()
+        cli_args.args.fast, capable["yes"] = set(fast), fp8_compute
+        return cast_ops.host_fp8_matmul(device)
+
+    try:
+        assert asked({PerformanceFeature.Fp8MatrixMultiplication}) is True
+        assert asked(set()) is False
+        assert asked({PerformanceFeature.CublasOps}) is False
+        assert asked({PerformanceFeature.Fp8MatrixMultiplication}, fp8_compute=False) is False
+        assert asked({PerformanceFeature.Fp8MatrixMultiplication}, device=torch.device("cpu")) is False
+    finally:
+        cast_ops._HOST_FP8.clear()

@@ -184,3 +184,28 @@ def test_a_single_file_ar_keeps_its_weights_in_the_file(fixture_dir, tmp_path):
     replacement.write_bytes(before[:start] + bytes(len(before) - start))  # the same header, every weight zero
     replacement.replace(out)  # a writer's rename: the old file stays whole for its map
     torch.testing.assert_close(predict(again, req, mode="fast").embeddings, want, rtol=0, atol=0)
+
+
+def test_a_mapped_tensor_that_does_not_start_on_its_element_size_is_read(tmp_path):
+    """safetensors does not promise alignment: a float32 tensor one byte past an 8-byte boundary cannot be a view of
+    the map (torch would read it from the wrong bytes); it is read and copied instead, with the right values."""
+    import json as _json
+    import struct
+
+    from nexus_core.files.safetensors_read import iter_stored
+    from nexus_core.loading.streamed import kept
+
+    values = torch.tensor([1.5, -2.25, 3.0e-3])
+    half = torch.tensor([0.5, 7.0], dtype=torch.bfloat16)
+    header = {"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]},
+              "b": {"dtype": "F32", "shape": [3], "data_offsets": [1, 13]},
+              "c": {"dtype": "BF16", "shape": [2], "data_offsets": [13, 17]}}
+    text = _json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)  # the data starts on an 8-byte boundary, as safetensors writes it
+    path = tmp_path / "odd.safetensors"
+    path.write_bytes(struct.pack("<Q", len(text)) + text + b"\x07" + values.numpy().tobytes()
+                     + half.view(torch.int16).numpy().tobytes())
+    got = {s.name: (s.mapped(), kept(s, s.dtype)) for s in iter_stored(path, mapped=True)}
+    assert got["a"][0] is not None and int(got["a"][1][0]) == 7  # one byte: any offset is aligned
+    assert got["b"][0] is None and torch.equal(got["b"][1], values)  # offset 1: read, not viewed
+    assert got["c"][0] is None and torch.equal(got["c"][1], half)  # offset 13: likewise for 2 bytes
