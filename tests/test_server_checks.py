@@ -311,6 +311,10 @@ def temp(tmp_path, monkeypatch):
     return folder
 
 
+def _contents(folder):
+    return {p.name: p.read_text() for p in folder.iterdir() if p.name != ".complete"}
+
+
 def test_unpacked_small_files_are_checked_before_each_use(tmp_path, temp):
     from nexus_core.ar import checkpoint
 
@@ -320,29 +324,150 @@ def test_unpacked_small_files_are_checked_before_each_use(tmp_path, temp):
             "format": "nexus-gen-ar", "file/not_a_small_file.py": "print('no')"}
     want = {"config.json": meta["file/config.json"], "tokenizer.json": meta["file/tokenizer.json"]}
 
-    def contents(folder):
-        return {p.name: p.read_text() for p in folder.iterdir() if p.name != ".complete"}
-
     first = checkpoint._unpacked(ar_file, meta)
-    assert contents(first) == want and first.parent == temp
+    root = first.parent  # this user's private folder in the shared temp folder, closed to others
+    assert _contents(first) == want and root.parent == temp and root.name == f"nexus-gen-{os.getuid()}"
+    assert os.lstat(root).st_mode & 0o777 == 0o700
     assert checkpoint._unpacked(ar_file, meta) == first  # reused while intact
     (first / "config.json").write_text('{"model_type": "llama"}')  # damaged by someone else's tool
     again = checkpoint._unpacked(ar_file, meta)
-    assert again == first and contents(again) == want
+    assert again == first and _contents(again) == want
     (first / "extra.json").write_text("{}")
-    assert contents(checkpoint._unpacked(ar_file, meta)) == want
-    # a link planted under the expected name, to a folder with the right files: not followed, not trusted
-    planted = tmp_path / "planted"
-    planted.mkdir()
-    for name, text in want.items():
-        (planted / name).write_text(text)
-    (planted / ".complete").write_text("")
-    import shutil
-    shutil.rmtree(first)
-    first.symlink_to(planted, target_is_directory=True)
-    used = checkpoint._unpacked(ar_file, meta)
-    assert not used.is_symlink() and contents(used) == want and sorted(p.name for p in planted.iterdir()) == \
-        [".complete", "config.json", "tokenizer.json"]
+    assert _contents(checkpoint._unpacked(ar_file, meta)) == want
+    (first / "tokenizer.json").unlink()
+    assert _contents(checkpoint._unpacked(ar_file, meta)) == want
+    ar_file.write_bytes(b"weights, version 2")  # another version of the file: its own copy
+    other = checkpoint._unpacked(ar_file, {**meta, "file/tokenizer.json": '{"v": 2}'})
+    assert other != first and _contents(other) == {**want, "tokenizer.json": '{"v": 2}'} and _contents(first) == want
+
+
+def _planted_private_root(kind, temp, tmp_path):
+    """What another user (or a careless setup) can leave under the private folder's name in the shared temp."""
+    root = temp / f"nexus-gen-{os.getuid()}"
+    if kind == "link":  # a link to a folder the planter reads, holding a right-looking copy
+        planted = tmp_path / "planted"
+        planted.mkdir()
+        root.symlink_to(planted, target_is_directory=True)
+    elif kind == "file":
+        root.write_text("x")
+    elif kind == "open to others":
+        root.mkdir()
+        root.chmod(0o777)
+    elif kind == "another user's":
+        if os.geteuid() != 0:
+            pytest.skip("making a folder owned by another user needs root")
+        root.mkdir(mode=0o700)
+        os.chown(root, 54321, 54321)
+    return root
+
+
+@pytest.mark.parametrize("kind", ["link", "file", "open to others", "another user's"])
+def test_a_private_folder_name_taken_by_something_else_is_neither_used_nor_touched(tmp_path, temp, kind):
+    from nexus_core.ar import checkpoint
+
+    root = _planted_private_root(kind, temp, tmp_path)
+    before = sorted(os.listdir(root)) if root.is_dir() else root.read_text()
+    ar_file = tmp_path / "nexus_fp8.safetensors"
+    ar_file.write_bytes(b"weights")
+    meta = {"file/config.json": '{"model_type": "qwen2_5_vl"}'}
+    used = checkpoint._unpacked(ar_file, meta)  # a throwaway copy of its own
+    assert used.parent == temp and not used.is_symlink() and os.lstat(used).st_uid == os.getuid()
+    assert os.lstat(used).st_mode & 0o077 == 0 and _contents(used) == {"config.json": meta["file/config.json"]}
+    assert (sorted(os.listdir(root)) if root.is_dir() else root.read_text()) == before
+
+
+def test_a_throwaway_copy_is_removed_when_the_process_ends(tmp_path, temp):
+    import subprocess
+    import sys
+
+    (temp / f"nexus-gen-{os.getuid()}").write_text("x")
+    code = ("import tempfile, sys; tempfile.tempdir = sys.argv[1]\n"
+            "from nexus_core.files.private_temp import unpacked_once\n"
+            "print(unpacked_once('ar-0123', {'config.json': '{}'}, 'test files'))")
+    out = subprocess.run([sys.executable, "-c", code, str(temp)], capture_output=True, text=True, check=True)
+    made = out.stdout.strip()
+    assert made.startswith(str(temp)) and "throwaway copy" in out.stderr
+    assert sorted(os.listdir(temp)) == [f"nexus-gen-{os.getuid()}"]  # gone with its process
+
+
+def test_a_copy_built_while_we_waited_for_the_lock_is_used_not_rebuilt(tmp_path, temp, monkeypatch):
+    """The race CI once hit: a process finds no copy, another builds one, then the first takes the lock: it must
+    use that copy (which the other process is using), not delete it and build its own."""
+    from nexus_core.files import private_temp
+
+    files = {"config.json": "{}", "tokenizer.json": '{"v": 1}'}
+    real_exclusive, built = private_temp.exclusive, {}
+
+    @__import__("contextlib").contextmanager
+    def another_process_builds_first(lock_file):
+        if not built:
+            built["busy"] = True
+            folder = private_temp.unpacked_once("ar-77", files, "test files")  # "the other process"
+            built.update(folder=folder, inode=os.lstat(folder).st_ino)
+        with real_exclusive(lock_file):
+            yield
+
+    monkeypatch.setattr(private_temp, "holds_exactly", _misses_once(private_temp.holds_exactly))
+    monkeypatch.setattr(private_temp, "exclusive", another_process_builds_first)
+    used = private_temp.unpacked_once("ar-77", files, "test files")
+    assert used == built["folder"] and _contents(used) == files and os.lstat(used).st_ino == built["inode"]
+    assert sorted(os.listdir(used.parent)) == ["ar-77", "ar-77.lock"]
+
+
+def _misses_once(holds_exactly):
+    """holds_exactly that answers False on its first call only: the first look finds no copy."""
+    calls = []
+
+    def check(folder, files):
+        calls.append(folder)
+        return False if len(calls) == 1 else holds_exactly(folder, files)
+    return check
+
+
+def test_unpacking_under_a_full_disk_leaves_nothing_and_says_so(tmp_path, temp, monkeypatch):
+    from pathlib import Path
+
+    from nexus_core.files import private_temp
+
+    files = {"config.json": "{}", "tokenizer.json": '{"v": 1}' * 1000}
+    real_write = Path.write_text
+
+    def full_after_first(self, text, *a, **k):
+        if self.name == "tokenizer.json":
+            raise OSError(28, "No space left on device")
+        return real_write(self, text, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", full_after_first)
+    with pytest.raises(NexusError, match="No space left on device.*TMPDIR"):
+        private_temp.unpacked_once("ar-5", files, "test files")
+    root = temp / f"nexus-gen-{os.getuid()}"
+    assert sorted(os.listdir(root)) == ["ar-5.lock"]  # no half-written copy
+    monkeypatch.setattr(Path, "write_text", real_write)
+    assert _contents(private_temp.unpacked_once("ar-5", files, "test files")) == files
+
+
+def _hold_the_lock_and_die(lock_file, held):
+    import signal
+
+    from nexus_core.files.private_temp import exclusive
+    with exclusive(lock_file):
+        held.put(True)
+        os.kill(os.getpid(), signal.SIGKILL)  # killed while holding it: no cleanup runs
+
+
+def test_a_process_killed_while_unpacking_does_not_block_the_next(tmp_path, temp):
+    import multiprocessing
+
+    from nexus_core.files import private_temp
+
+    root = private_temp.private_root()
+    ctx = multiprocessing.get_context("fork")
+    held = ctx.SimpleQueue()
+    p = ctx.Process(target=_hold_the_lock_and_die, args=(root / "ar-9.lock", held))
+    p.start()
+    p.join()
+    assert held.get() is True and p.exitcode == -9
+    assert _contents(private_temp.unpacked_once("ar-9", {"config.json": "{}"}, "test files")) == {"config.json": "{}"}
 
 
 def _unpack_in_a_process(ar_file, meta, temp, start, results):
@@ -374,18 +499,25 @@ def test_several_processes_unpacking_the_same_file_at_once_each_get_it_whole(tmp
     want = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in
             (("config.json", meta["file/config.json"]), ("tokenizer.json", meta["file/tokenizer.json"]),
              (".complete", ""))}
-    start, results = ctx.Barrier(6), ctx.SimpleQueue()  # put() writes at once: an ended process's answer is there
-    procs = [ctx.Process(target=_unpack_in_a_process, args=(str(ar_file), meta, temp, start, results))
-             for _ in range(6)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()  # each ends once it has put its small answer (or failed)
-    assert [p.exitcode for p in procs] == [0] * 6
-    got = [results.get() for _ in procs]
-    assert all(files == want for _folder, files in got)
-    assert len({folder for folder, _files in got}) == 1  # one shared copy
-    assert [p.name for p in temp.iterdir()] == [Path(got[0][0]).name]  # no half-written copies left
+    for round_ in range(3):  # the race is at its widest with no copy, and with a damaged one
+        start, results = ctx.Barrier(6), ctx.SimpleQueue()  # put() writes at once: an ended process's answer is there
+        procs = [ctx.Process(target=_unpack_in_a_process, args=(str(ar_file), meta, temp, start, results))
+                 for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()  # each ends once it has put its small answer (or failed)
+        assert [p.exitcode for p in procs] == [0] * 6
+        got = [results.get() for _ in procs]
+        assert all(files == want for _folder, files in got)
+        assert len({folder for folder, _files in got}) == 1  # one shared copy
+        folder = Path(got[0][0])
+        assert [p.name for p in temp.iterdir()] == [folder.parent.name]
+        assert sorted(p.name for p in folder.parent.iterdir()) == sorted([folder.name, folder.name + ".lock"])
+        if round_ == 0:
+            (folder / "config.json").write_text("{}")  # damaged: every process finds it so at once
+        else:
+            shutil.rmtree(folder)
 
 
 # --- events go to the client whose prompt it is -------------------------------------------------------------------
@@ -466,21 +598,6 @@ def test_checkpoint_version_follows_the_prefill_table(tiny_root):
     assert ckpt.version == 2
     ckpt.nexus_tensors.pop("image_prefill_embeds.weight")
     assert ckpt.version == 1
-
-
-def test_an_unpacked_folder_of_another_user_is_not_trusted(tmp_path, temp):
-    """The same name in the shared temp folder, with the right files, but owned by another user: not used."""
-    from nexus_core.ar import checkpoint
-
-    if os.geteuid() != 0:
-        pytest.skip("making a folder owned by another user needs root")
-    ar_file = tmp_path / "nexus_fp8.safetensors"
-    ar_file.write_bytes(b"weights")
-    meta = {"file/config.json": '{"model_type": "qwen2_5_vl"}'}
-    first = checkpoint._unpacked(ar_file, meta)
-    os.chown(first, 54321, 54321)  # as if another user had made it under this name
-    used = checkpoint._unpacked(ar_file, meta)
-    assert os.lstat(used).st_uid == os.getuid() and (used / "config.json").read_text() == meta["file/config.json"]
 
 
 def test_a_gguf_is_pointed_to_the_gguf_route(host):

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import NexusError
 from ..files.json_file import read_json
+from ..files.private_temp import unpacked_once
 from ..files.safetensors_check import read_header, tensor_names
 
 VISION_HEAD = "vision_head.weight"
@@ -208,53 +207,13 @@ def is_single_file_ar(path) -> bool:
 
 
 def _unpacked(path: Path, meta: dict) -> Path:
-    """A private folder holding the single file's small files, made once per file version (a few MB).
-
-    The temp folder is shared with every user and process of the machine, so a folder found there is used only if
-    it is ours (a real folder, not a link, owned by this user) and holds exactly the file's small files; anything
-    else (a damaged copy, one another user planted under the expected name) is rebuilt or avoided."""
+    """A folder holding the single file's small files (a few MB), made once per file version and shared by this
+    user's processes (see files/private_temp.py for how the shared temp folder is made safe)."""
     files = {key[len(FILE_PREFIX):]: text for key, text in meta.items()
              if key.startswith(FILE_PREFIX) and key[len(FILE_PREFIX):] in SMALL_FILES}
     st = path.stat()
     tag = hashlib.sha1(f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    folder = Path(tempfile.gettempdir()) / f"nexus-gen-ar-{uid}-{tag}"
-    if _holds_exactly(folder, files, uid):
-        return folder
-    part = Path(tempfile.mkdtemp(prefix=f".nexus-gen-ar-{uid}-{tag}-"))  # mode 0700, ours
-    for name, text in files.items():
-        (part / name).write_text(text, encoding="utf-8")
-    (part / ".complete").write_text("")
-    import shutil
-    if os.path.lexists(folder):  # damaged, or not ours: move it out of the way if we can, else use a new name
-        try:
-            if os.path.islink(folder) or not os.path.isdir(folder):
-                os.unlink(folder)
-            else:
-                shutil.rmtree(folder)
-        except OSError:
-            return part
-    try:
-        os.replace(part, folder)
-    except OSError:  # another process unpacked it meanwhile: use theirs if it is right, else our own copy
-        if _holds_exactly(folder, files, uid):
-            shutil.rmtree(part, ignore_errors=True)
-            return folder
-        return part
-    return folder
-
-
-def _holds_exactly(folder: Path, files: dict, uid: int) -> bool:
-    """`folder` is a real folder of this user holding exactly `files` (name -> text) and the completion mark."""
-    try:
-        st = os.lstat(folder)
-        if not stat.S_ISDIR(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != uid):
-            return False
-        if set(os.listdir(folder)) != set(files) | {".complete"}:
-            return False
-        return all((folder / name).read_text(encoding="utf-8") == text for name, text in files.items())
-    except (OSError, UnicodeDecodeError):
-        return False
+    return unpacked_once(f"ar-{tag}", files, f"the small files of {path.name}")
 
 
 def inspect_ar_file(path) -> ArCheckpoint:
