@@ -205,9 +205,10 @@ def test_a_decoder_check_is_redone_when_the_file_changes(host, tmp_path, tiny_ro
 
 @pytest.mark.parametrize("weight_dtype", [None, "fp8_e4m3fn"])
 def test_the_ar_under_cast_layers_casts_its_head_a_block_at_a_time(host, tiny_root, weight_dtype, monkeypatch):
-    """ARHandle.wrap splits the output head before the host sees it: each call then casts one block (never more
-    than the block size once cast), every cast is given back, and the logits and image embeddings are the unsplit
-    AR's, bit for bit in bfloat16. Thresholds made small so the tiny head takes the path."""
+    """ARHandle.wrap splits the output head and the input table before the host sees them: a head call casts each
+    block in turn (never more than the block size once cast), a lookup only the block holding its id, every cast
+    is given back, and the logits and image embeddings are the unsplit AR's, bit for bit in bfloat16. Thresholds
+    made small so the tiny head and table take the path."""
     nodes, _, _ = host
     pack = host_stand_in.PACK
     core = sys.modules[f"{pack}.nexus_core.ar"]
@@ -228,6 +229,13 @@ def test_the_ar_under_cast_layers_casts_its_head_a_block_at_a_time(host, tiny_ro
     assert len(casts) == len(head.blocks) and [k for k, _ in ops.CASTS].count("uncast") == len(casts)
     assert all(s.weight.numel() * 2 <= block for s in casts)
     assert torch.equal(got, whole.logits(hidden))
+    table = ar.language_model.embed_tokens  # the input table too: a lookup casts the block holding its id alone
+    assert type(table).__name__ == "RowBlockEmbedding" and all(b.comfy_cast_weights for b in table.blocks)
+    ops.CASTS.clear()
+    last = torch.tensor([table.num_embeddings - 1])
+    assert torch.equal(ar.embed(last), whole.embed(last))
+    assert [s for kind, s in ops.CASTS if kind == "cast"] == [table.blocks[-1]]
+    assert [k for k, _ in ops.CASTS].count("uncast") == 1
     req = [core.generation_request("a red fox in the snow", "en")]
     assert torch.equal(core.predict(ar, req, "fast").embeddings, core.predict(whole, req, "fast").embeddings)
 

@@ -1,4 +1,5 @@
-"""One large Linear as several smaller ones, a block of output rows each (issue 33: no transient the size of a layer).
+"""One large Linear (or embedding table) as several smaller ones, a block of rows each (issue 33: no transient the
+size of a layer).
 
 A host that casts each layer's weight whole for every call (ComfyUI's cast-on-demand layers move it to the GPU and
 cast it to the compute dtype) holds the whole cast weight while the layer runs: for the AR's output head
@@ -6,6 +7,9 @@ cast it to the compute dtype) holds the whole cast weight while the layer runs: 
 CAST_BLOCK_BYTES once cast, the host sees several ordinary layers, loads or streams each like any other, and holds
 one block's cast at a time. Each output feature depends on its own row alone, so the result equals the whole layer's
 (bit for bit where the matrix product sums in the same order; tests/test_row_blocks.py).
+The input embedding table (the same 1.1 GB) is cast whole by the host for every lookup too, one token at a time while
+generating: split the same way, a lookup casts only the blocks holding the ids asked for (one, for one token), and
+copies their rows, so it is exact.
 """
 from __future__ import annotations
 
@@ -37,6 +41,41 @@ class RowBlocks(torch.nn.Module):
         return out
 
 
+class RowBlockEmbedding(torch.nn.Module):
+    """Holds the blocks (a ModuleList of Embeddings over consecutive rows of one table) and looks each id up in the
+    block holding it; blocks no id falls in are not called (so the host does not cast them)."""
+
+    def __init__(self, blocks: list[torch.nn.Embedding]):
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(blocks)
+        self.embedding_dim = blocks[0].embedding_dim
+        self.num_embeddings = sum(b.num_embeddings for b in blocks)
+        self.starts = [0, *itertools.accumulate(b.num_embeddings for b in blocks)][:-1]
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.num_embeddings):
+            raise IndexError(f"token ids must lie in 0..{self.num_embeddings - 1} (this embedding table's rows); got "
+                             f"{int(ids.min())}..{int(ids.max())}")
+        starts = torch.tensor(self.starts[1:], device=ids.device, dtype=ids.dtype)
+        which = torch.bucketize(ids, starts, right=True)  # the block each id falls in
+        out = None
+        for b in (torch.unique(which).tolist() if ids.numel() else [0]):  # one host sync for the lot
+            at = which == b
+            rows = self.blocks[b](ids[at] - self.starts[b])
+            if out is None:
+                out = rows.new_empty((*ids.shape, self.embedding_dim))
+            out[at] = rows
+        return out
+
+
+def _embedding_block(table: torch.nn.Embedding, i: int, j: int) -> torch.nn.Embedding:
+    """Rows i..j-1 of `table` as an Embedding of its own, its weight a view of the original's (no copy)."""
+    with torch.device("meta"):
+        block = torch.nn.Embedding(j - i, table.embedding_dim)
+    block.weight = torch.nn.Parameter(table.weight.detach()[i:j], requires_grad=False)
+    return block
+
+
 def _block(layer: torch.nn.Linear, i: int, j: int) -> torch.nn.Module:
     """Rows i..j-1 of `layer` as a layer of its own class, its tensors views of the original's (no copy)."""
     fp8 = isinstance(layer, ScaledFp8Linear)
@@ -52,11 +91,13 @@ def _block(layer: torch.nn.Linear, i: int, j: int) -> torch.nn.Module:
     return block
 
 
-def split_large_linears(root: torch.nn.Module, compute_dtype: torch.dtype, whole_up_to: int | None = None,
-                        block_bytes: int | None = None) -> list[str]:
-    """Replace every Linear under `root` whose weight, cast to `compute_dtype`, would exceed `whole_up_to` bytes by
-    a RowBlocks of blocks of at most `block_bytes` each; returns the names replaced. A weight another module shares
-    (tied embeddings) is left whole: splitting it would untie it."""
+def split_large_layers(root: torch.nn.Module, compute_dtype: torch.dtype, whole_up_to: int | None = None,
+                       block_bytes: int | None = None) -> list[str]:
+    """Replace every Linear (Embedding) under `root` whose weight, cast to `compute_dtype`, would exceed
+    `whole_up_to` bytes by a RowBlocks (RowBlockEmbedding) of blocks of at most `block_bytes` each; returns the
+    names replaced. A weight another module shares (tied embeddings) is left whole: splitting it would untie it.
+    An Embedding with a max_norm (which rewrites the rows it looks up) is left whole too; a padding_idx only shapes
+    training (that row gets no gradient) and is dropped: the split tables are for inference, their weights frozen."""
     whole_up_to = fp8.CAST_WHOLE_UP_TO if whole_up_to is None else whole_up_to  # one knob for both routes
     block_bytes = fp8.CAST_BLOCK_BYTES if block_bytes is None else block_bytes
     size = torch.empty(0, dtype=compute_dtype).element_size()
@@ -64,12 +105,23 @@ def split_large_linears(root: torch.nn.Module, compute_dtype: torch.dtype, whole
     done = []
     for parent_name, parent in list(root.named_modules()):
         for name, child in list(parent.named_children()):
-            if type(child) not in (torch.nn.Linear, ScaledFp8Linear) or child.weight is None:
+            table = type(child) is torch.nn.Embedding
+            if not table and type(child) not in (torch.nn.Linear, ScaledFp8Linear) or child.weight is None:
                 continue
             if child.weight.numel() * size <= whole_up_to or fp8.weight_key(child.weight) in tied:
                 continue
-            rows = max(1, block_bytes // (child.in_features * size))
-            blocks = [_block(child, i, min(i + rows, child.out_features)) for i in range(0, child.out_features, rows)]
-            setattr(parent, name, RowBlocks(blocks, child.in_features, child.out_features))
+            if table and child.max_norm is not None:
+                continue
+            if table:
+                n, width = child.num_embeddings, child.embedding_dim
+            else:
+                n, width = child.out_features, child.in_features
+            rows = max(1, block_bytes // (width * size))
+            bounds = [(i, min(i + rows, n)) for i in range(0, n, rows)]
+            if table:
+                split = RowBlockEmbedding([_embedding_block(child, i, j) for i, j in bounds])
+            else:
+                split = RowBlocks([_block(child, i, j) for i, j in bounds], width, n)
+            setattr(parent, name, split)
             done.append(f"{parent_name}.{name}" if parent_name else name)
     return done

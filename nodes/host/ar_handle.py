@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from ...nexus_core.memory.row_blocks import split_large_linears
+from ...nexus_core.memory.row_blocks import split_large_layers
 from .memory import device_context, ensure_loaded, patcher_for
 
 
@@ -16,9 +16,10 @@ class ARHandle:
 
     @classmethod
     def wrap(cls, ar, name: str = "", load_device=None) -> "ARHandle":
-        # The host casts a layer's weight whole on every call: the output head (1.1 GB once cast to bf16) becomes
-        # blocks of at most 64 MB first, so a generated token holds one block's cast in VRAM, not the whole head.
-        split_large_linears(ar.model, ar.dtype)
+        # The host casts a layer's weight whole on every call: the output head and the input embedding table (1.1 GB
+        # each in bf16) become blocks of at most 64 MB first, so a generated token holds one block's cast in VRAM at a
+        # time (and its lookup casts only the block holding its id), never a whole 1.1 GB table.
+        split_large_layers(ar.model, ar.dtype)
         return cls(ar, patcher_for(ar.model, load_device), name)
 
     def ready(self):

@@ -29,9 +29,15 @@ def outputs(ar):
             "ids": ref.outputs[0].generated_ids}
 
 
-def streamed(weight_dtype):
+def streamed(weight_dtype, split=False):
     ar = load_ar(ar_folder, "cpu", "float32", weight_dtype=weight_dtype)
     want = outputs(ar)
+    if split:  # as ARHandle.wrap splits the real head and table, with the thresholds made small for the tiny AR
+        from nexus_pack.nexus_core.memory.row_blocks import split_large_layers
+        row = ar.hidden_size * 4
+        table = ar.language_model.embed_tokens.num_embeddings * row  # the head's size too: those two alone
+        assert sorted(split_large_layers(ar.model, torch.float32, whole_up_to=table - 1, block_bytes=row * 7)) == \
+            ["lm_head", "model.language_model.embed_tokens"]
     patcher = memory.patcher_for(ar.model, torch.device("cpu"))
     total = patcher.model_size()
     patcher.load(torch.device("cpu"), lowvram_model_memory=total // 8)  # room for an eighth of the weights
@@ -39,8 +45,10 @@ def streamed(weight_dtype):
     got = outputs(ar)
     diffs = {k: float((want[k] - got[k]).abs().max()) for k in ("fast", "reference", "vit")}
     return {"max_abs_diff": diffs, "same_ids": want["ids"] == got["ids"], "streamed_modules": len(casting),
+            "streamed_blocks": len([n for n in casting if ".blocks." in n]),
             "patcher": type(patcher).__name__, "model_size": total,
-            "cast_classes": sorted({type(m).__name__ for m in ar.model.modules() if hasattr(m, "comfy_cast_weights")})}
+            "cast_classes": sorted({type(m).__name__ for m in ar.model.modules() if hasattr(m, "comfy_cast_weights")}),
+            "classes": sorted({type(m).__name__ for m in ar.model.modules()})}
 
 
 def rebound_patcher_class():
@@ -77,7 +85,8 @@ def flow_shift():
 
 
 result = {"flow_shift": flow_shift(), "core_patcher": getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher).__name__,
-          "rebound": rebound_patcher_class(), "default": streamed(None), "fp8": streamed("fp8_e4m3fn")}
+          "rebound": rebound_patcher_class(), "default": streamed(None), "fp8": streamed("fp8_e4m3fn"),
+          "blocks": streamed(None, split=True)}
 with open(out_path, "w") as f:
     json.dump(result, f, indent=1)
 print(json.dumps(result, indent=1))

@@ -1,5 +1,6 @@
 """The AR on ComfyUI's cast-on-demand ops: loaded partially on a small memory budget (most layers left streamed),
-it computes exactly what the plain AR computes, with 16/32-bit and with fp8 weights. Runs in ComfyUI's Python."""
+it computes exactly what the plain AR computes, with 16/32-bit and with fp8 weights, and with its output head and
+input table split into row blocks. Runs in ComfyUI's Python."""
 import json
 import os
 import subprocess
@@ -21,7 +22,7 @@ def test_partial_load_equals_full_load(comfy_root, tiny_root, tmp_path):
                        cwd=comfy_root, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads(out.read_text())
-    for weights in ("default", "fp8"):
+    for weights in ("default", "fp8", "blocks"):
         got = res[weights]
         print(weights, got["max_abs_diff"], got["streamed_modules"], got["cast_classes"])
         assert got["streamed_modules"] >= 20, got  # the budget really left most layers to the cast path
@@ -30,6 +31,10 @@ def test_partial_load_equals_full_load(comfy_root, tiny_root, tmp_path):
         assert {"Embedding", "Conv3d"} <= set(got["cast_classes"]), got
         assert any(c.startswith("Cast") and c.endswith("RMSNorm") for c in got["cast_classes"]), got
     assert "ScaledFp8CastLinear" in res["fp8"]["cast_classes"]
+    # the head and the input table split into blocks (as ARHandle.wrap does at the real widths): the host's patcher
+    # streams blocks like any layer, and the outputs stay the plain AR's
+    assert {"RowBlocks", "RowBlockEmbedding"} <= set(res["blocks"]["classes"]), res["blocks"]
+    assert res["blocks"]["streamed_blocks"] >= 10, res["blocks"]
     assert res["flow_shift"]["max_shift_diff"] < 1e-6 and res["flow_shift"]["wrapper"], res["flow_shift"]
     assert res["rebound"] == "HostPatcher"  # the host's current patcher class, looked up when the model is made
     assert res["default"]["patcher"] == res["core_patcher"]
