@@ -50,6 +50,24 @@ def pytest_collection_modifyitems(session, config, items):
             f"(e.g. {golden[0]}). Put shared/fixtures beside the repository, or unset CI to skip them.")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def system_temp_of_our_own(tmp_path_factory):
+    """What the code under test leaves in the system temp folder (a one-file AR's unpacked small files, a copy per
+    file version) goes into this run's own folder, which pytest removes with its others: for this process and for
+    every command and host it starts (TMPDIR)."""
+    import tempfile
+
+    folder = str(tmp_path_factory.mktemp("system-temp"))
+    before = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir, os.environ["TMPDIR"] = folder, folder
+    yield Path(folder)
+    tempfile.tempdir = before[0]
+    if before[1] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = before[1]
+
+
 @pytest.fixture(scope="session")
 def fixture_dir() -> Path:
     return fixture_or_skip()

@@ -446,6 +446,34 @@ def test_unpacking_under_a_full_disk_leaves_nothing_and_says_so(tmp_path, temp, 
     assert _contents(private_temp.unpacked_once("ar-5", files, "test files")) == files
 
 
+@pytest.mark.parametrize("meanwhile", ["a good copy", "nothing"])
+def test_the_final_rename_failing_uses_a_good_copy_put_there_meanwhile_or_says_so(tmp_path, temp, monkeypatch,
+                                                                                  meanwhile):
+    """The rename into place fails when the name was taken meanwhile (a process that waited on another lock file
+    inode, or any other tool): a right copy there is used; otherwise a clear error, and our part is gone."""
+    import errno
+
+    from nexus_core.files import private_temp
+
+    files = {"config.json": "{}"}
+    real_replace = os.replace
+
+    def taken_meanwhile(src, dst):
+        if meanwhile == "a good copy":
+            real_replace(private_temp._write_copy(private_temp.private_root(), ".other-", files, "x"), dst)
+        raise OSError(errno.ENOTEMPTY, "Directory not empty")
+
+    monkeypatch.setattr(private_temp.os, "replace", taken_meanwhile)
+    if meanwhile == "a good copy":
+        used = private_temp.unpacked_once("ar-3", files, "test files")
+        assert _contents(used) == files
+    else:
+        with pytest.raises(NexusError, match="could not unpack test files into .*ar-3: Directory not empty"):
+            private_temp.unpacked_once("ar-3", files, "test files")
+    root = temp / f"nexus-gen-{os.getuid()}"
+    assert sorted(os.listdir(root)) == sorted(["ar-3.lock"] + (["ar-3"] if meanwhile == "a good copy" else []))
+
+
 def _hold_the_lock_and_die(lock_file, held):
     import signal
 

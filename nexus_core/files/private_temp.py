@@ -141,5 +141,7 @@ def unpacked_once(key: str, files: dict[str, str], what: str) -> Path:
             os.replace(part, folder)
         except OSError as e:
             shutil.rmtree(part, ignore_errors=True)
+            if holds_exactly(folder, files):  # put there meanwhile by a process that did not wait on this lock
+                return folder
             raise NexusError(f"could not unpack {what} into {folder}: {e.strerror or e}") from None
     return folder
