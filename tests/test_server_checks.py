@@ -374,6 +374,10 @@ def test_a_private_folder_name_taken_by_something_else_is_neither_used_nor_touch
     assert used.parent == temp and not used.is_symlink() and os.lstat(used).st_uid == os.getuid()
     assert os.lstat(used).st_mode & 0o077 == 0 and _contents(used) == {"config.json": meta["file/config.json"]}
     assert (sorted(os.listdir(root)) if root.is_dir() else root.read_text()) == before
+    assert checkpoint._unpacked(ar_file, meta) == used  # one throwaway copy per file version and process, while intact
+    (used / "config.json").write_text("{}")
+    again = checkpoint._unpacked(ar_file, meta)
+    assert again != used and _contents(again) == {"config.json": meta["file/config.json"]}
 
 
 def test_a_throwaway_copy_is_removed_when_the_process_ends(tmp_path, temp):
@@ -472,6 +476,17 @@ def test_the_final_rename_failing_uses_a_good_copy_put_there_meanwhile_or_says_s
             private_temp.unpacked_once("ar-3", files, "test files")
     root = temp / f"nexus-gen-{os.getuid()}"
     assert sorted(os.listdir(root)) == sorted(["ar-3.lock"] + (["ar-3"] if meanwhile == "a good copy" else []))
+
+
+def test_a_lock_file_that_cannot_be_opened_is_a_clear_error_and_no_link_is_followed(tmp_path, temp):
+    from nexus_core.files import private_temp
+
+    root = private_temp.private_root()
+    target = tmp_path / "not-to-be-created"
+    (root / "ar-4.lock").symlink_to(target)  # a link under the lock's name is never followed
+    with pytest.raises(NexusError, match="could not open the lock file .*ar-4.lock"):
+        private_temp.unpacked_once("ar-4", {"config.json": "{}"}, "test files")
+    assert not target.exists() and sorted(os.listdir(root)) == ["ar-4.lock"]
 
 
 def _hold_the_lock_and_die(lock_file, held):

@@ -56,7 +56,10 @@ def private_root() -> Path | None:
 def exclusive(lock_file: Path):
     """Hold an OS lock on `lock_file` (waits for another process holding it). The OS drops it when the holder's
     process ends, however it ends."""
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except OSError as e:
+        raise NexusError(f"could not open the lock file {lock_file}: {e.strerror or e}") from None
     try:
         try:
             import fcntl
@@ -118,16 +121,27 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
 
 
+_THROWAWAY: dict[str, Path] = {}  # key -> this process's own copy, where no private folder could be had
+
+
+def _throwaway(key: str, files: dict[str, str], what: str) -> Path:
+    """This process's own copy (made once per key while it stays intact, removed when the process ends)."""
+    own = _THROWAWAY.get(key)
+    if own is not None and holds_exactly(own, files):
+        return own
+    log.warning("Nexus-Gen: %s is not a private folder of this user; %s is unpacked into a throwaway copy",
+                Path(tempfile.gettempdir()) / f"nexus-gen-{_uid()}", what)
+    own = _THROWAWAY[key] = _write_copy(Path(tempfile.gettempdir()), f"nexus-gen-{key}-", files, what)
+    atexit.register(shutil.rmtree, own, True)
+    return own
+
+
 def unpacked_once(key: str, files: dict[str, str], what: str) -> Path:
     """A folder holding exactly `files` (name -> text), shared by this user's processes for the same `key` (a
     short hex tag that changes whenever the files would); `what` names them in an error."""
     root = private_root()
     if root is None:
-        log.warning("Nexus-Gen: %s is not a private folder of this user; %s is unpacked into a throwaway copy",
-                    Path(tempfile.gettempdir()) / f"nexus-gen-{_uid()}", what)
-        own = _write_copy(Path(tempfile.gettempdir()), f"nexus-gen-{key}-", files, what)
-        atexit.register(shutil.rmtree, own, True)
-        return own
+        return _throwaway(key, files, what)
     folder = root / key
     if holds_exactly(folder, files):
         return folder  # copies only appear whole (a rename): no lock needed to use one
