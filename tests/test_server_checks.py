@@ -518,8 +518,12 @@ def _unpack_in_a_process(ar_file, meta, temp, start, results):
     import tempfile
     from pathlib import Path
 
-    from nexus_core.ar import checkpoint
-    tempfile.tempdir = str(temp)
+    try:
+        from nexus_core.ar import checkpoint
+        tempfile.tempdir = str(temp)
+    except BaseException:
+        start.abort()  # the others stop waiting (BrokenBarrierError) instead of waiting for good
+        raise
     start.wait()  # every process unpacks at the same moment (an event, not a clock)
     folder = checkpoint._unpacked(Path(ar_file), meta)
     results.put((str(folder), {p.name: hashlib.sha1(p.read_bytes()).hexdigest() for p in folder.iterdir()}))
