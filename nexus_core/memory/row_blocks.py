@@ -42,26 +42,30 @@ class RowBlocks(torch.nn.Module):
 
 
 class RowBlockEmbedding(torch.nn.Module):
-    """Holds the blocks (a ModuleList of Embeddings over consecutive rows of one table) and looks each id up in the
-    block holding it; blocks no id falls in are not called (so the host does not cast them)."""
+    """Holds the blocks (a ModuleList of Embeddings over consecutive rows of one table, each of `rows` rows but the
+    last) and looks each id up in the block holding it, id // rows; blocks no id falls in are not called (so the
+    host does not cast them)."""
 
     def __init__(self, blocks: list[torch.nn.Embedding]):
         super().__init__()
         self.blocks = torch.nn.ModuleList(blocks)
+        self.rows = blocks[0].num_embeddings
+        assert all(b.num_embeddings == self.rows for b in blocks[:-1]), "blocks of equal rows but the last"
         self.embedding_dim = blocks[0].embedding_dim
         self.num_embeddings = sum(b.num_embeddings for b in blocks)
-        self.starts = [0, *itertools.accumulate(b.num_embeddings for b in blocks)][:-1]
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.num_embeddings):
+        if not ids.numel():
+            return self.blocks[0](ids)
+        lo, hi = torch.aminmax(ids)
+        if int(lo) < 0 or int(hi) >= self.num_embeddings:
             raise IndexError(f"token ids must lie in 0..{self.num_embeddings - 1} (this embedding table's rows); got "
-                             f"{int(ids.min())}..{int(ids.max())}")
-        starts = torch.tensor(self.starts[1:], device=ids.device, dtype=ids.dtype)
-        which = torch.bucketize(ids, starts, right=True)  # the block each id falls in
+                             f"{int(lo)}..{int(hi)}")
+        which = ids // self.rows
         out = None
-        for b in (torch.unique(which).tolist() if ids.numel() else [0]):  # one host sync for the lot
+        for b in torch.unique(which).tolist():  # one host sync for the lot
             at = which == b
-            rows = self.blocks[b](ids[at] - self.starts[b])
+            rows = self.blocks[b](ids[at] - b * self.rows)
             if out is None:
                 out = rows.new_empty((*ids.shape, self.embedding_dim))
             out[at] = rows
