@@ -315,6 +315,38 @@ def _contents(folder):
     return {p.name: p.read_text() for p in folder.iterdir() if p.name != ".complete"}
 
 
+def test_the_unpack_lock_is_free_again_after_each_use(tmp_path, temp, monkeypatch):
+    """Built, reused, failed: the lock is released every time (a leaked one would make the next process, or this
+    one's next load of a damaged copy, wait for good). Tried without waiting, from a descriptor of our own."""
+    fcntl = pytest.importorskip("fcntl")
+    from pathlib import Path
+
+    from nexus_core.files import private_temp
+
+    def free(lock):
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError while someone holds it
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+
+    files = {"config.json": "{}"}
+    folder = private_temp.unpacked_once("ar-6", files, "test files")
+    lock = folder.parent / "ar-6.lock"
+    assert free(lock)
+    (folder / "config.json").write_text("[]")
+    private_temp.unpacked_once("ar-6", files, "test files")  # rebuilt under the lock
+    assert free(lock)
+    shutil.rmtree(folder)
+    monkeypatch.setattr(Path, "write_text", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left")))
+    with pytest.raises(NexusError):
+        private_temp.unpacked_once("ar-6", files, "test files")  # failed under the lock
+    assert free(lock)
+
+
 def test_unpacked_small_files_are_checked_before_each_use(tmp_path, temp):
     from nexus_core.ar import checkpoint
 
